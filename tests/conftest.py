@@ -1,0 +1,75 @@
+"""Shared fixtures. `db` is a migrated, empty store: on SQLite always, and on PostgreSQL too when
+CAMPAIGNS_TEST_POSTGRES_URL is set (`.ci/run` sets it when a server answers on 127.0.0.1:5432).
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.migrate import upgrade
+from whatsapp_campaigns.store.models import Base
+
+POSTGRES_URL = os.environ.get("CAMPAIGNS_TEST_POSTGRES_URL")
+BACKENDS = (
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if POSTGRES_URL else ["sqlite"]
+)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is much faster)."""
+    path = tmp_path_factory.mktemp("store") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema() -> Iterator[str]:
+    """A private schema on the test server, migrated once, dropped at the end of the session."""
+    assert POSTGRES_URL
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    admin = Database(POSTGRES_URL)
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    upgrade(_postgres_url_for_schema(schema))
+    yield schema
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _postgres_url_for_schema(schema: str) -> str:
+    assert POSTGRES_URL
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty, migrated store (one per test)."""
+    if request.param == "sqlite":
+        path = tmp_path / "campaigns.db"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    schema = request.getfixturevalue("_postgres_schema")
+    url = _postgres_url_for_schema(schema)
+    yield url
+    cleaner = Database(url)
+    with cleaner.engine.begin() as conn:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    cleaner.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.dispose()

@@ -1,0 +1,373 @@
+"""CampaignWorkflow on Temporal's time-skipping test server: timers, 12 h retries and the
+3-day deadline pass in moments. Each test runs its own worker and store."""
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.engine_harness import ORDINARY, Engine, ordinary_numbers, running_engine
+from whatsapp_campaigns.domain.models import Progress
+from whatsapp_campaigns.domain.policy import CampaignPolicy, SuccessCriterion
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.temporal_client import register_search_attributes
+
+INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
+    "+12025550101",
+    "+12025550102",
+    "+12025550103",
+    "+12025550104",
+    "+12025550105",
+)
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    test_server = shutil.which("temporal-test-server") or str(
+        Path(__file__).parents[1] / ".venv" / "bin" / "temporal-test-server"
+    )
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=test_server
+    )
+    await register_search_attributes(environment.client, "default")
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+async def engine(
+    env: WorkflowEnvironment, _sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[Engine]:
+    path = tmp_path / "campaigns.db"
+    shutil.copy(_sqlite_template, path)
+    async with running_engine(env.client, f"sqlite:///{path}") as running:
+        yield running
+
+
+async def wait_until(predicate: "object", timeout: float = 20.0) -> None:
+    """Poll a zero-argument predicate (sync) until it holds, in real time."""
+    assert callable(predicate)
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def timeline_actions(progress: Progress) -> list[str]:
+    return [entry.action for entry in progress.timeline]
+
+
+async def test_scheduled_campaign_waits_for_its_send_time_then_sends(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    send_at = await env.get_current_time() + timedelta(hours=6)
+    campaign_id = await engine.campaign([ORDINARY], send_at=send_at)
+
+    progress = await engine.run(campaign_id)
+
+    assert progress.status is CampaignStatus.COMPLETED
+    start = next(e for e in progress.timeline if e.action == "start")
+    assert start.at >= send_at
+    assert engine.statuses(campaign_id)[ORDINARY] in (
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+    )
+
+
+async def test_reschedule_moves_the_timer(env: WorkflowEnvironment, engine: Engine) -> None:
+    now = await env.get_current_time()
+    campaign_id = await engine.campaign([ORDINARY], send_at=now + timedelta(hours=2))
+    handle = await engine.start(campaign_id)
+    later = now + timedelta(hours=30)
+
+    progress = await handle.execute_update(
+        "request_reschedule", {"send_at": later.isoformat(), "by": "ops"}, result_type=Progress
+    )
+    assert progress.status is CampaignStatus.SCHEDULED
+    final = await handle.result()
+    await engine.record_history(handle, "reschedule")
+
+    start = next(e for e in final.timeline if e.action == "start")
+    assert start.at >= later
+    assert "reschedule" in timeline_actions(final)
+
+
+async def test_cancel_before_the_cutoff_cancels_the_scheduled_campaign(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    now = await env.get_current_time()
+    campaign_id = await engine.campaign([ORDINARY], send_at=now + timedelta(hours=1))
+    handle = await engine.start(campaign_id)
+
+    await handle.signal("cancel", {"reason": "stock ran out", "by": "maria"})
+    final = await handle.result()
+
+    assert final.status is CampaignStatus.CANCELLED
+    assert final.status_reason == "stock ran out"
+    assert engine.emulator.accepted_sends == []
+
+
+async def test_cancel_inside_the_cutoff_is_refused_with_the_cutoff_named(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    now = await env.get_current_time()
+    campaign_id = await engine.campaign([ORDINARY], send_at=now + timedelta(minutes=3))
+    handle = await engine.start(campaign_id)
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("request_cancel", {"by": "maria"}, result_type=Progress)
+    assert "5 minutes before the send time" in str(refused.value.cause)
+
+    await handle.signal("cancel", {"by": "maria"})
+    final = await handle.result()
+    await engine.record_history(handle, "cancel_refused_inside_cutoff")
+    assert final.status is CampaignStatus.COMPLETED
+    refusal = next(e for e in final.timeline if e.refused)
+    assert refusal.action == "cancel" and refusal.by == "maria"
+    assert "cancellation closed" in (refusal.reason or "")
+
+
+async def test_invalid_signal_payload_is_recorded_as_refused(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    now = await env.get_current_time()
+    campaign_id = await engine.campaign([ORDINARY], send_at=now + timedelta(hours=1))
+    handle = await engine.start(campaign_id)
+
+    await handle.signal("reschedule", {"send_at": "next tuesday", "by": "script"})
+    await handle.signal("pause", {"reasn": "typo"})
+    final = await handle.result()
+    await engine.record_history(handle, "invalid_signals")
+
+    refused = [e for e in final.timeline if e.refused]
+    assert [e.action for e in refused] == ["reschedule", "pause"]
+    assert "invalid reschedule payload" in (refused[0].reason or "")
+    assert "reasn" in (refused[1].reason or "")
+    assert final.status is CampaignStatus.COMPLETED
+
+
+async def test_pause_stops_dispatch_and_resume_continues_where_it_stopped(engine: Engine) -> None:
+    engine.emulator.latency = 0.02
+    phones = ordinary_numbers(400)
+    campaign_id = await engine.campaign(phones)
+    handle = await engine.start(campaign_id)
+    await wait_until(lambda: len(engine.emulator.accepted_sends) >= 20)
+
+    paused = await handle.execute_update(
+        "request_pause", {"reason": "check copy", "by": "ops"}, result_type=Progress
+    )
+    assert paused.status is CampaignStatus.PAUSED
+    await asyncio.sleep(1.0)  # in-flight sends finish within this second
+    sent_at_pause = len(engine.emulator.accepted_sends)
+    await asyncio.sleep(1.5)
+    assert len(engine.emulator.accepted_sends) == sent_at_pause
+    assert sent_at_pause < len(phones)
+
+    await handle.execute_update("request_resume", {"by": "ops"}, result_type=Progress)
+    final = await handle.result()
+    await engine.record_history(handle, "pause_resume")
+
+    assert final.status is CampaignStatus.COMPLETED
+    sent = [s.biz_opaque_callback_data for s in engine.emulator.accepted_sends]
+    assert len(sent) == len(set(sent)) == len(phones)
+    assert [a for a in timeline_actions(final) if a in ("pause", "resume")] == ["pause", "resume"]
+
+
+async def test_transient_errors_are_retried_until_accepted(engine: Engine) -> None:
+    campaign_id = await engine.campaign([FLAKY])
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert engine.attempts(campaign_id, FLAKY) == 3
+    assert engine.statuses(campaign_id)[FLAKY] is not MessageStatus.FAILED
+
+
+async def test_three_failed_attempts_end_the_message_failed(engine: Engine) -> None:
+    campaign_id = await engine.campaign([BROKEN, ORDINARY])
+
+    final = await engine.run(campaign_id)
+
+    assert engine.statuses(campaign_id)[BROKEN] is MessageStatus.FAILED
+    assert engine.attempts(campaign_id, BROKEN) == 3
+    assert final.status is CampaignStatus.COMPLETED
+    assert final.errors and final.errors[0].count == 1
+
+
+async def test_messaging_limit_throttles_the_campaign_and_succeeds_12_hours_later(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    campaign_id = await engine.campaign([LIMITED])
+    started = await env.get_current_time()
+
+    handle = await engine.start(campaign_id)
+    final = await handle.result()
+    await engine.record_history(handle, "messaging_limit")
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert engine.attempts(campaign_id, LIMITED) == 2
+    assert engine.statuses(campaign_id)[LIMITED] is not MessageStatus.BLOCKED
+    throttled = next(e for e in final.timeline if e.action == "throttled")
+    assert "messaging limit" in (throttled.reason or "")
+    finished = next(e for e in final.timeline if e.to_status is CampaignStatus.COMPLETED)
+    assert finished.at - started >= timedelta(hours=12)
+
+
+async def test_campaign_reports_throttled_until_while_limited(engine: Engine) -> None:
+    campaign_id = await engine.campaign([LIMITED, *ordinary_numbers(5)])
+    handle = await engine.start(campaign_id)
+
+    async def throttled() -> Progress:
+        while True:
+            progress = await handle.query("progress", result_type=Progress)
+            if progress.throttled_until is not None:
+                return progress
+            await asyncio.sleep(0.05)
+
+    progress = await asyncio.wait_for(throttled(), timeout=20)
+    assert progress.status is CampaignStatus.SENDING
+    final = await handle.result()
+    assert final.status is CampaignStatus.COMPLETED
+
+
+async def test_invalid_contact_and_blocked_are_not_retried(engine: Engine) -> None:
+    campaign_id = await engine.campaign([INVALID, BLOCKED, ORDINARY])
+
+    await engine.run(campaign_id)
+
+    statuses = engine.statuses(campaign_id)
+    assert statuses[INVALID] is MessageStatus.INVALID_CONTACT
+    assert statuses[BLOCKED] is MessageStatus.BLOCKED
+    assert engine.attempts(campaign_id, INVALID) == 1
+    assert engine.attempts(campaign_id, BLOCKED) == 1
+
+
+async def test_preflight_fails_a_campaign_without_valid_recipients(engine: Engine) -> None:
+    campaign_id = await engine.campaign(["not a number", "+1 555"])
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.FAILED
+    assert "no valid recipient" in (final.status_reason or "")
+    assert engine.emulator.accepted_sends == []
+
+
+async def test_preflight_fails_a_campaign_whose_template_is_not_approved(engine: Engine) -> None:
+    campaign_id = await engine.campaign([ORDINARY], template="promo_pending")
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.FAILED
+    assert "not APPROVED" in (final.status_reason or "")
+    assert engine.emulator.accepted_sends == []
+
+
+async def test_preflight_fails_without_enough_credits_and_sends_nothing(engine: Engine) -> None:
+    campaign_id = await engine.campaign(ordinary_numbers(10))
+    engine.set_credits(5)
+
+    handle = await engine.start(campaign_id)
+    final = await handle.result()
+    await engine.record_history(handle, "preflight_insufficient_credits")
+
+    assert final.status is CampaignStatus.FAILED
+    assert "credits" in (final.status_reason or "")
+    assert engine.emulator.accepted_sends == []
+    assert engine.statuses(campaign_id) == {}
+
+
+async def test_campaign_fails_when_no_message_is_accepted(engine: Engine) -> None:
+    campaign_id = await engine.campaign([INVALID, BLOCKED])
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.FAILED
+    assert "no message was accepted" in (final.status_reason or "")
+
+
+async def test_campaign_completes_when_one_message_is_accepted(engine: Engine) -> None:
+    campaign_id = await engine.campaign([INVALID, BLOCKED, ORDINARY])
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert final.percent_complete == 100.0
+
+
+async def test_success_on_delivered_waits_for_a_delivery(engine: Engine) -> None:
+    policy = CampaignPolicy(
+        success_on=SuccessCriterion.DELIVERED, delivery_window=timedelta(hours=1)
+    )
+    campaign_id = await engine.campaign([ORDINARY], policy=policy)
+
+    final = await engine.run(campaign_id)
+
+    # The in-process sandbox posts no webhooks here, so nothing is ever delivered.
+    assert final.status is CampaignStatus.FAILED
+    assert "no message was delivered" in (final.status_reason or "")
+
+
+async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(engine: Engine) -> None:
+    phones = [INVALID] * 0 + ordinary_numbers(90) + [f"+1202555{9000 + i:04d}" for i in range(0)]
+    engine.emulator.failure_mix = {}
+    bad = [f"+44 7700 900{i:03d}" for i in range(10)]  # valid UK fiction numbers, not WhatsApp
+    for phone in bad:
+        engine.emulator.force_outcome(phone, "invalid_contact")
+    campaign_id = await engine.campaign(bad + phones + ordinary_numbers(100, start=3000))
+    handle = await engine.start(campaign_id)
+
+    async def paused() -> Progress:
+        while True:
+            progress = await handle.query("progress", result_type=Progress)
+            if progress.status is CampaignStatus.PAUSED:
+                return progress
+            await asyncio.sleep(0.05)
+
+    progress = await asyncio.wait_for(paused(), timeout=30)
+    assert "auto-paused" in (progress.status_reason or "")
+    await handle.signal("cancel", {"by": "test"})
+    await handle.result()
+
+
+async def test_messages_not_sent_by_the_deadline_fail_with_reason_deadline(
+    engine: Engine,
+) -> None:
+    policy = CampaignPolicy(sending_deadline=timedelta(hours=1))
+    campaign_id = await engine.campaign([LIMITED, ORDINARY], policy=policy)
+
+    final = await engine.run(campaign_id)
+
+    statuses = engine.statuses(campaign_id)
+    assert statuses[LIMITED] is MessageStatus.FAILED
+    assert final.status is CampaignStatus.COMPLETED
+    with engine.db.session() as session:
+        from whatsapp_campaigns.store.models import MessageRow
+
+        row = session.query(MessageRow).filter(MessageRow.phone_e164 == LIMITED).one()
+        assert row.error_title == "deadline"
+
+
+async def test_continue_as_new_keeps_counts_and_pending_signals(engine: Engine) -> None:
+    phones = ordinary_numbers(1300)
+    campaign_id = await engine.campaign(phones)
+    handle = await engine.start(campaign_id)
+    first_run = (await handle.describe()).run_id
+
+    final = await handle.result()
+    await engine.record_history(handle, "continue_as_new")
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert final.total == 1300
+    assert sum(final.counts.values()) == 1300
+    history = await engine.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    assert len(history.events) < 5000
+    sent = [s.biz_opaque_callback_data for s in engine.emulator.accepted_sends]
+    assert len(sent) == len(set(sent)) == 1300

@@ -1,0 +1,1 @@
+"""WhatsApp template-message campaigns on Temporal."""

@@ -1,0 +1,165 @@
+"""The send activity: one attempt at sending one message (SPEC §4 rules 6 and 12).
+
+The Temporal retry policy around it is the per-message retry: this code classifies each
+failure and tells Temporal how to retry it (`next_retry_delay`: seconds on throughput limits,
+minutes on pair limits, 12 h on messaging limits; `non_retryable` when another attempt would
+fail the same way). A message that WhatsApp accepted is never sent again: its provider id is
+stored before the activity reports success, and an attempt whose outcome is unknown waits for
+the webhook that reconciles it (matched by biz_opaque_callback_data) before sending again.
+"""
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
+from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.store import catalog, messages
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.messages import AttemptStart, SendJob
+from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
+
+TEMPLATE_CACHE_SECONDS = 60.0
+
+
+class SendActivities:
+    def __init__(
+        self,
+        db: Database,
+        provider: Provider,
+        *,
+        reconcile_window: timedelta,
+    ) -> None:
+        """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
+        "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
+        and sending again is safe."""
+        self._db = db
+        self._provider = provider
+        self._reconcile_window = reconcile_window
+        self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
+
+    @activity.defn(name="send_message")
+    async def send_message(self, input: SendMessageInput) -> SendResult:
+        start = await self._start_attempt(input.message_id)
+        if start.settled is not None:
+            return SendResult(message_id=input.message_id, status=start.settled)
+        if start.job is None:  # the campaign was paused or cancelled when this send was due
+            return SendResult(message_id=input.message_id, halted=True)
+        job = start.job
+        try:
+            send = TemplateSend(
+                sender_phone_number_id=job.sender_phone_number_id,
+                to=job.phone_e164,
+                template=job.template_name,
+                language=job.language,
+                components=await self._components(job),
+                biz_opaque_callback_data=str(job.message_id),
+            )
+            provider_message_id = await self._provider.send_template(send)
+        except ProviderError as error:
+            raise await self._failed(job, error) from error
+        status = await asyncio.to_thread(
+            messages.record_accepted, self._db, job.message_id, provider_message_id
+        )
+        return SendResult(message_id=job.message_id, status=status)
+
+    async def _start_attempt(self, message_id: int) -> AttemptStart:
+        while True:
+            start = await asyncio.to_thread(
+                messages.start_attempt,
+                self._db,
+                message_id,
+                reconcile_window=self._reconcile_window,
+            )
+            if start.unresolved_since is None:
+                return start
+            activity.heartbeat("waiting for the webhook of an earlier attempt")
+            await asyncio.sleep(2)
+
+    async def _components(self, job: SendJob) -> list[dict[str, object]]:
+        template = await self._template(job)
+        if template is None:
+            raise ProviderError(
+                ErrorClass.TEMPLATE, f"template {job.template_name} ({job.language}) not found"
+            )
+        try:
+            return body_components(template, job.variables)
+        except ValueError as error:
+            raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
+
+    async def _template(self, job: SendJob) -> Template | None:
+        """Templates change rarely; each worker re-reads one at most once a minute."""
+        key = (job.account_id, job.template_name, job.language)
+        cached = self._templates.get(key)
+        if cached is not None and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+            return cached[1]
+        template = await asyncio.to_thread(catalog.get_template, self._db, *key)
+        self._templates[key] = (time.monotonic(), template)
+        return template
+
+    async def _failed(self, job: SendJob, error: ProviderError) -> ApplicationError:
+        """Record the failed attempt and say how Temporal should retry it."""
+        error_class = error.error_class
+        final = not error_class.is_retryable or job.attempt >= job.policy.max_attempts
+        status = await asyncio.to_thread(
+            messages.record_failure,
+            self._db,
+            job.message_id,
+            error_class=error_class,
+            code=error.code,
+            title=error.title,
+            final=final,
+            # No HTTP answer at all: WhatsApp may have accepted it; reconcile before resending.
+            outcome_unknown=error_class is ErrorClass.TRANSIENT and error.http_status is None,
+        )
+        activity.logger.warning(
+            "message %d of campaign %s: attempt %d failed (%s, code %s: %s)%s",
+            job.message_id,
+            job.campaign_id,
+            job.attempt,
+            error_class.value,
+            error.code,
+            error.title,
+            f" -> {status.value}" if final else "",
+        )
+        if not final and error_class in (
+            ErrorClass.MESSAGING_LIMITED,
+            ErrorClass.THROUGHPUT_LIMITED,
+        ):
+            await self._report_sender_limited(job, error)
+        return ApplicationError(
+            error.title,
+            {"status": status.value, "code": error.code},
+            type=error_class.value,
+            non_retryable=final,
+            next_retry_delay=None if final else job.policy.retry_delay(error_class),
+            # An expected outcome, logged above in one line: no stack trace per failed send.
+            category=ApplicationErrorCategory.BENIGN,
+        )
+
+    async def _report_sender_limited(self, job: SendJob, error: ProviderError) -> None:
+        """Tell the campaign to stop (messaging limit) or slow down (throughput limit)."""
+        policy = job.policy
+        wait = (
+            policy.messaging_limit_backoff
+            if error.error_class is ErrorClass.MESSAGING_LIMITED
+            else policy.throughput_slowdown
+        )
+        if error.error_class is ErrorClass.MESSAGING_LIMITED:
+            until = datetime.now(UTC) + wait
+            await asyncio.to_thread(
+                catalog.set_sender_throttled_until, self._db, job.sender_phone_number_id, until
+            )
+        notice = SenderLimited(
+            error_class=error.error_class, retry_after=wait, code=error.code, title=error.title
+        )
+        workflow_id = activity.info().workflow_id
+        if workflow_id is not None:  # None only when run outside a workflow (tests)
+            await (
+                activity.client().get_workflow_handle(workflow_id).signal("sender_limited", notice)
+            )

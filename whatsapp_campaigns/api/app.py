@@ -1,0 +1,102 @@
+"""The FastAPI application: one factory, so that tests, the CLI and the dev stack build the same
+app around their own settings and store. Routers read both from `request.app.state`."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from whatsapp_campaigns import metrics
+from whatsapp_campaigns.api import (
+    routes_audiences,
+    routes_campaigns,
+    routes_credits,
+    routes_templates,
+    webhooks,
+)
+from whatsapp_campaigns.api.auth import require_api_key, warn_if_open
+from whatsapp_campaigns.api.dependencies import ClientHolder
+from whatsapp_campaigns.api.errors import add_error_handlers
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.starter.client import CampaignsClient
+from whatsapp_campaigns.store.db import Database
+
+log = logging.getLogger(__name__)
+
+# How often the campaigns_by_status gauge is re-read from the store (scrapes never query).
+STATUS_GAUGE_REFRESH_SECONDS = 15.0
+
+DESCRIPTION = """
+Create, schedule and steer WhatsApp template campaigns; import audiences; read progress and
+reports. Every route but `/healthz`, `/metrics` and `/webhooks/*` needs
+`Authorization: Bearer <API key>` (keys from `CAMPAIGNS_API_KEYS`; none configured: open).
+The `X-Account` header picks the account (default: `CAMPAIGNS_DEFAULT_ACCOUNT`); `X-Actor`
+names who acts, for the campaign's timeline. Refused actions answer 409 with the reason.
+"""
+
+
+def create_app(
+    settings: Settings, db: Database, *, campaigns_client: CampaignsClient | None = None
+) -> FastAPI:
+    """`campaigns_client`: the client that creates and steers campaigns; without one, it is
+    built on first use (with a lazy Temporal connection) and closed at shutdown."""
+    warn_if_open(settings)
+    clients = ClientHolder(settings, db, campaigns_client)
+    app = FastAPI(title="WhatsApp Campaigns", description=DESCRIPTION, lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.campaigns_client = clients
+    add_error_handlers(app)
+    app.include_router(webhooks.router)
+    for module in (routes_campaigns, routes_audiences, routes_templates, routes_credits):
+        app.include_router(module.router, dependencies=[Depends(require_api_key)])
+
+    @app.get("/healthz", tags=["operations"], summary="Health check")
+    async def healthz() -> JSONResponse:
+        """Up when the store answers."""
+        try:
+            await run_in_threadpool(_ping, db)
+        except SQLAlchemyError:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics of this process (text exposition format)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    refresher = asyncio.create_task(_refresh_status_gauge(app.state.db))
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        clients: ClientHolder = app.state.campaigns_client
+        await clients.close()
+
+
+async def _refresh_status_gauge(db: Database) -> None:
+    while True:
+        try:
+            await run_in_threadpool(metrics.refresh_campaigns_by_status, db)
+        except SQLAlchemyError as error:
+            log.warning("campaigns_by_status not refreshed: %s", error)
+        await asyncio.sleep(STATUS_GAUGE_REFRESH_SECONDS)
+
+
+def _ping(db: Database) -> None:
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,1 @@
+"""Pure domain code: statuses, transition rules, policies and models. No I/O here."""

@@ -1,0 +1,126 @@
+"""Inputs and results of the campaign workflow and its activities.
+
+They carry ids, counts and statuses only: phone numbers, names and template variables stay in
+the database (no personal data in Temporal history).
+"""
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.models import ActorKind, ErrorCount, TimelineEntry
+from whatsapp_campaigns.domain.policy import CampaignPolicy
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+
+SendMode = Literal["activity", "local_activity"]
+
+
+class CarriedState(BaseModel):
+    """What a campaign run hands to the next one when it continues as new."""
+
+    status: CampaignStatus
+    send_mode: SendMode = "activity"
+    account_id: str
+    sender_phone_number_id: str
+    sender_rate_per_second: int
+    policy: CampaignPolicy
+    send_at: datetime | None
+    total: int
+    timeline: list[TimelineEntry]
+    counts: dict[MessageStatus, int]
+    errors: list[ErrorCount]
+    status_reason: str | None
+    throttled_until: datetime | None
+    slow_until: datetime | None
+    deadline_at: datetime | None
+    cursor: int  # highest message id handed out from the store's queued pages
+    deferred: list[int]  # ids put back because the campaign was paused when they were due
+    pages_exhausted: bool
+    settled: int  # messages with a final outcome from a send attempt, for the auto-pause guard
+    failed: int
+    guard_settled_base: int
+    guard_failed_base: int
+
+
+class CampaignInput(BaseModel):
+    """`{"campaign_id": "<id>"}`: the workflow reads everything else from the store."""
+
+    campaign_id: str
+    carried: CarriedState | None = None
+
+
+class CampaignSnapshot(BaseModel):
+    campaign_id: str
+    account_id: str
+    status: CampaignStatus
+    status_reason: str | None
+    send_at: datetime | None
+    sender_phone_number_id: str
+    sender_rate_per_second: int
+    send_mode: SendMode
+    policy: CampaignPolicy
+    timeline: list[TimelineEntry]
+
+
+class PreflightResult(BaseModel):
+    ok: bool
+    reason: str | None = None
+    total: int = 0
+    queued: int = 0
+    suppressed: int = 0
+    reserved_credits: int = 0
+
+
+class StatusChange(BaseModel):
+    """A campaign status change or a refused action, to be written with its timeline entry."""
+
+    campaign_id: str
+    entry: TimelineEntry
+
+
+class RescheduleChange(BaseModel):
+    campaign_id: str
+    send_at: datetime
+    entry: TimelineEntry
+
+
+class CountsSnapshot(BaseModel):
+    counts: dict[MessageStatus, int] = Field(default_factory=dict)
+    errors: list[ErrorCount] = Field(default_factory=list)
+
+
+class FinishPending(BaseModel):
+    campaign_id: str
+    to_status: MessageStatus
+    reason: str
+    include_sending: bool = False
+
+
+class MessagePage(BaseModel):
+    campaign_id: str
+    after_id: int
+    limit: int
+
+
+class SendMessageInput(BaseModel):
+    campaign_id: str
+    message_id: int
+
+
+class SendResult(BaseModel):
+    message_id: int
+    status: MessageStatus | None = None
+    halted: bool = False  # the campaign was paused/cancelled when the send was due: not sent
+
+
+class SenderLimited(BaseModel):
+    """Internal signal from a send activity: WhatsApp limited the sender; slow down or stop."""
+
+    error_class: ErrorClass
+    # How long the sender stays limited; the workflow measures it on its own clock.
+    retry_after: timedelta
+    code: int | None = None
+    title: str = ""
+    actor: ActorKind = ActorKind.SYSTEM

@@ -1,0 +1,158 @@
+"""Pydantic models shared by the store, the engine, the API and the CLI."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from whatsapp_campaigns.domain.policy import CampaignPolicy
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+
+
+class TemplateStatus(StrEnum):
+    APPROVED = "APPROVED"
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+    PAUSED = "PAUSED"
+    DISABLED = "DISABLED"
+
+
+class TemplateCategory(StrEnum):
+    MARKETING = "MARKETING"
+    UTILITY = "UTILITY"
+    AUTHENTICATION = "AUTHENTICATION"
+
+
+class Template(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    language: str = "en"
+    category: TemplateCategory = TemplateCategory.MARKETING
+    status: TemplateStatus = TemplateStatus.APPROVED
+    # Named body variables, in the order the body uses them ({{name}}, {{order_id}}).
+    variables: list[str] = Field(default_factory=list)
+    components: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    phone_number_id: str
+    account_id: str
+    display_number: str
+    rate_per_second: int = Field(default=80, ge=1, le=1000)
+    tier: int = 100_000
+    throttled_until: datetime | None = None
+
+
+class Recipient(BaseModel):
+    phone_e164: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    suppressed: bool = False
+
+
+class InvalidRow(BaseModel):
+    row_number: int  # 1-based, counting the header as row 1, as a spreadsheet shows it
+    value: str
+    reason: str
+
+
+class Audience(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    account_id: str
+    name: str
+    created_at: datetime
+    valid: int
+    invalid: int
+    duplicates: int
+    suppressed: int
+    variable_names: list[str] = Field(default_factory=list)
+
+
+class AudienceImportResult(BaseModel):
+    audience: Audience
+    invalid_rows: list[InvalidRow] = Field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.audience.id
+
+
+class ActorKind(StrEnum):
+    USER = "user"
+    SERVICE = "service"
+    SYSTEM = "system"
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    action: str
+    from_status: CampaignStatus | None = None
+    to_status: CampaignStatus | None = None
+    actor: ActorKind = ActorKind.SYSTEM
+    by: str | None = None
+    reason: str | None = None
+    refused: bool = False
+
+
+class Campaign(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    account_id: str
+    name: str
+    template_name: str
+    language: str
+    sender_phone_number_id: str
+    audience_id: str | None
+    status: CampaignStatus
+    send_at: datetime | None  # UTC; None until scheduled ("now" is stored as the launch time)
+    timezone: str = "UTC"
+    policy: CampaignPolicy = Field(default_factory=CampaignPolicy)
+    status_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reserved_credits: int = 0
+    charged_credits: int = 0
+    run_number: int = 1
+    duplicated_from: str | None = None
+
+
+class CampaignDraft(BaseModel):
+    """What a user fills in to create or edit a draft."""
+
+    name: str = Field(min_length=1, max_length=200)
+    template_name: str = Field(min_length=1)
+    language: str = "en"
+    sender_phone_number_id: str = Field(min_length=1)
+    audience_id: str | None = None
+    timezone: str = "UTC"
+    policy: CampaignPolicy = Field(default_factory=CampaignPolicy)
+
+
+class ErrorCount(BaseModel):
+    code: int | None
+    title: str
+    count: int
+
+
+class Progress(BaseModel):
+    """The `progress` query's answer (SPEC §5); `campaigns status ID --json` prints the same."""
+
+    campaign_id: str
+    status: CampaignStatus
+    total: int
+    counts: dict[MessageStatus, int] = Field(default_factory=dict)
+    percent_complete: float = 0.0
+    throttled_until: datetime | None = None
+    status_reason: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    errors: list[ErrorCount] = Field(default_factory=list)

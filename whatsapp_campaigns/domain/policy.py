@@ -1,0 +1,56 @@
+"""Per-campaign policy: every default of SPEC §4, overridable per campaign."""
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from whatsapp_campaigns.domain.errors import ErrorClass
+
+DEFAULT_STOP_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL", "OPT OUT")
+
+
+class SuccessCriterion(StrEnum):
+    SENT = "sent"  # completed when at least one message was accepted by WhatsApp
+    DELIVERED = "delivered"  # completed when at least one message was delivered
+
+
+class CampaignPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Rule 2: cancelling a scheduled campaign closes this long before its send time.
+    cancel_cutoff: timedelta = timedelta(minutes=5)
+    # Rule 2: some vendors refuse cancel once the campaign is queued/sending/paused.
+    lock_when_sending: bool = False
+    # Rule 6: per-message retries.
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    transient_initial_backoff: timedelta = timedelta(seconds=1)
+    transient_max_backoff: timedelta = timedelta(seconds=30)
+    throughput_backoff: timedelta = timedelta(seconds=5)
+    # How long the campaign's own dispatch slows down after a throughput-limit error.
+    throughput_slowdown: timedelta = timedelta(seconds=30)
+    pair_limit_backoff: timedelta = timedelta(minutes=2)
+    messaging_limit_backoff: timedelta = timedelta(hours=12)
+    # Rule 7: sending lasts at most this long; what is left becomes `failed` (deadline).
+    sending_deadline: timedelta = timedelta(days=3)
+    # Rule 8: final status.
+    success_on: SuccessCriterion = SuccessCriterion.SENT
+    delivery_window: timedelta = timedelta(hours=1)
+    # Rule 9: auto-pause guard.
+    auto_pause_enabled: bool = True
+    auto_pause_min_sends: int = Field(default=100, ge=1)
+    auto_pause_failure_rate: float = Field(default=0.05, gt=0, le=1)
+    # Rule 10: inbound replies that opt a number out.
+    stop_keywords: tuple[str, ...] = DEFAULT_STOP_KEYWORDS
+
+    def retry_delay(self, error_class: ErrorClass) -> timedelta | None:
+        """The wait before the next attempt after `error_class`; None means the retry
+        policy's own exponential backoff (transient and generic failures)."""
+        return {
+            ErrorClass.THROUGHPUT_LIMITED: self.throughput_backoff,
+            ErrorClass.PAIR_LIMITED: self.pair_limit_backoff,
+            ErrorClass.MESSAGING_LIMITED: self.messaging_limit_backoff,
+        }.get(error_class)
+
+    def is_stop_keyword(self, text: str) -> bool:
+        return text.strip().upper() in {k.upper() for k in self.stop_keywords}

@@ -1,0 +1,85 @@
+"""Configuration from the environment (SPEC §6 Settings). One `Settings` object per process."""
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(cls: object, value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        "sqlite:///campaigns.db",
+        validation_alias="CAMPAIGNS_DATABASE_URL",
+        description="SQLAlchemy URL of the campaign store (SQLite file or PostgreSQL).",
+    )
+    temporal_address: str = Field("localhost:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field("campaigns", validation_alias="CAMPAIGNS_TASK_QUEUE")
+    provider: Literal["sandbox", "cloud"] = Field("sandbox", validation_alias="CAMPAIGNS_PROVIDER")
+    whatsapp_api_base_url: str = Field(
+        "https://graph.facebook.com", validation_alias="WHATSAPP_API_BASE_URL"
+    )
+    whatsapp_api_version: str = Field("v21.0", validation_alias="WHATSAPP_API_VERSION")
+    whatsapp_access_token: str = Field("", validation_alias="WHATSAPP_ACCESS_TOKEN")
+    whatsapp_app_secret: str = Field("sandbox-app-secret", validation_alias="WHATSAPP_APP_SECRET")
+    whatsapp_verify_token: str = Field(
+        "sandbox-verify-token", validation_alias="WHATSAPP_VERIFY_TOKEN"
+    )
+    whatsapp_business_account_id: str = Field(
+        "sandbox", validation_alias="WHATSAPP_BUSINESS_ACCOUNT_ID"
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CAMPAIGNS_API_KEYS"
+    )
+    default_region: str = Field(
+        "US",
+        validation_alias="CAMPAIGNS_DEFAULT_REGION",
+        description="Region for phone numbers written without a + country code.",
+    )
+    default_account: str = Field("default", validation_alias="CAMPAIGNS_DEFAULT_ACCOUNT")
+    send_mode: Literal["activity", "local_activity"] = Field(
+        "activity",
+        validation_alias="CAMPAIGNS_SEND_MODE",
+        description=(
+            "How each send runs: a regular activity on the sender's rate-limited task queue "
+            "(the rate holds across workers), or a local activity (fewer history events, but "
+            "no server-side rate limit). See bench/RESULTS.md."
+        ),
+    )
+    reconcile_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="CAMPAIGNS_RECONCILE_SECONDS",
+        description=(
+            "How long a send whose outcome is unknown (worker crash, timeout) waits for its "
+            "status webhook before it is sent again."
+        ),
+    )
+    credits_per_message: int = Field(1, ge=0, validation_alias="CAMPAIGNS_CREDITS_PER_MESSAGE")
+    worker_metrics_port: int | None = Field(
+        None,
+        validation_alias="CAMPAIGNS_WORKER_METRICS_PORT",
+        description="Port on which a worker serves its business metrics (/metrics); off if unset.",
+    )
+    temporal_metrics_bind: str | None = Field(
+        None,
+        validation_alias="CAMPAIGNS_TEMPORAL_METRICS_BIND",
+        description="host:port on which a worker serves the Temporal SDK's own Prometheus metrics.",
+    )
+
+    # NoDecode keeps CAMPAIGNS_API_KEYS as the raw "key1,key2" string; split it here.
+    _split_api_keys = field_validator("api_keys", mode="before")(_split_csv)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,415 @@
+"""Per-message operations of the engine: materialize, page, claim, record outcomes, count.
+
+Every function is one transaction and safe to repeat, because activities retry and replay.
+Bulk paths are set-based: a million messages are created by one INSERT ... SELECT.
+"""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.models import ErrorCount
+from whatsapp_campaigns.domain.policy import CampaignPolicy
+from whatsapp_campaigns.domain.statuses import (
+    FAILURE_MESSAGE_STATUSES,
+    PENDING_MESSAGE_STATUSES,
+    MessageStatus,
+    statuses_that_can_become,
+)
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.models import (
+    CampaignRow,
+    MessageRow,
+    OptOut,
+    RecipientRow,
+    utcnow,
+)
+
+# The column that records when a message reached each status.
+STATUS_TIMESTAMP_COLUMN: dict[MessageStatus, str] = {
+    MessageStatus.QUEUED: "queued_at",
+    MessageStatus.SENDING: "sending_at",
+    MessageStatus.SENT: "sent_at",
+    MessageStatus.DELIVERED: "delivered_at",
+    MessageStatus.READ: "read_at",
+    MessageStatus.RESPONDED: "responded_at",
+    MessageStatus.FAILED: "failed_at",
+    MessageStatus.INVALID_CONTACT: "failed_at",
+    MessageStatus.BLOCKED: "failed_at",
+}
+
+
+def recipient_is_suppressed(account_id: str) -> ColumnElement[bool]:
+    """Suppressed at import, or opted out since: such a recipient is never sent to."""
+    opted_out = exists().where(
+        and_(OptOut.account_id == account_id, OptOut.phone_e164 == RecipientRow.phone_e164)
+    )
+    return RecipientRow.suppressed.is_(True) | opted_out
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    total: int
+    queued: int
+    suppressed: int
+
+
+def materialize_messages(db: Database, campaign_id: str) -> MaterializeResult:
+    """Create one message per recipient of the campaign's audience (once).
+
+    Suppressed recipients and numbers opted out since the import become `suppressed`: they are
+    reported but never sent. Calling it again returns the counts and creates nothing.
+    """
+    with db.session() as session:
+        campaign = session.get(CampaignRow, campaign_id)
+        if campaign is None or campaign.audience_id is None:
+            raise LookupError(f"campaign {campaign_id} has no audience")
+        already = session.scalar(
+            select(func.count())
+            .select_from(MessageRow)
+            .where(MessageRow.campaign_id == campaign_id)
+        )
+        if not already:
+            now = utcnow()
+            is_suppressed = recipient_is_suppressed(campaign.account_id)
+            for status, condition in (
+                (MessageStatus.QUEUED, ~is_suppressed),
+                (MessageStatus.SUPPRESSED, is_suppressed),
+            ):
+                rows = select(
+                    literal(campaign_id),
+                    RecipientRow.id,
+                    RecipientRow.phone_e164,
+                    literal(status.value),
+                    literal(0),
+                    literal(now, type_=MessageRow.__table__.c.queued_at.type),
+                ).where(RecipientRow.audience_id == campaign.audience_id, condition)
+                session.execute(
+                    insert(MessageRow).from_select(
+                        [
+                            "campaign_id",
+                            "recipient_id",
+                            "phone_e164",
+                            "status",
+                            "attempts",
+                            "queued_at",
+                        ],
+                        rows,
+                    )
+                )
+        counts = _counts(session, campaign_id)
+    total = sum(counts.values())
+    return MaterializeResult(
+        total=total,
+        queued=counts.get(MessageStatus.QUEUED, 0),
+        suppressed=counts.get(MessageStatus.SUPPRESSED, 0),
+    )
+
+
+def page_message_ids(
+    db: Database,
+    campaign_id: str,
+    *,
+    after_id: int = 0,
+    limit: int = 1000,
+    status: MessageStatus = MessageStatus.QUEUED,
+) -> list[int]:
+    """The next `limit` message ids in `status` after `after_id` (keyset paging, by id)."""
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(MessageRow.id)
+                .where(
+                    MessageRow.campaign_id == campaign_id,
+                    MessageRow.status == status.value,
+                    MessageRow.id > after_id,
+                )
+                .order_by(MessageRow.id)
+                .limit(limit)
+            )
+        )
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """What one send needs; read from the store by the activity, never carried by the workflow."""
+
+    message_id: int
+    campaign_id: str
+    account_id: str
+    sender_phone_number_id: str
+    phone_e164: str
+    template_name: str
+    language: str
+    variables: dict[str, Any]
+    attempt: int  # this attempt's number, counting every real send attempt of the message
+    policy: CampaignPolicy
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """The answer to "may this attempt send?".
+
+    Exactly one of: `job` (send it), `settled` (already has an outcome: do not send again),
+    `campaign_halted` (the campaign is paused or cancelled: put the message back), or
+    `unresolved_since` (a previous attempt may have reached WhatsApp: wait for its webhook).
+    """
+
+    job: SendJob | None = None
+    settled: MessageStatus | None = None
+    campaign_halted: str | None = None
+    unresolved_since: datetime | None = None
+
+
+# Campaign statuses in which a send may start; anything else halts dispatch at once.
+_SENDABLE_CAMPAIGN_STATUSES = ("queued", "sending")
+
+
+def start_attempt(
+    db: Database,
+    message_id: int,
+    *,
+    reconcile_window: timedelta,
+) -> AttemptStart:
+    """Claim a message for one send attempt, or say why not.
+
+    A message that has a provider id, or a final status, is settled: sending it again would be
+    a duplicate. A message left in `sending` by an attempt that died (or timed out without an
+    answer) may have been accepted; its webhook (matched by biz_opaque_callback_data) settles
+    it. Until `reconcile_window` has passed since that attempt, the caller waits; after it,
+    WhatsApp did not accept it (its webhook would have come) and the send is retried.
+    """
+    with db.transaction() as connection:
+        row = connection.execute(_SEND_JOB_QUERY, {"message_id": message_id}).one_or_none()
+        if row is None:
+            raise LookupError(f"message {message_id} not found")
+        status = MessageStatus(row.message_status)
+        if row.provider_message_id is not None or status not in PENDING_MESSAGE_STATUSES:
+            return AttemptStart(settled=status)
+        if row.campaign_status not in _SENDABLE_CAMPAIGN_STATUSES:
+            return AttemptStart(campaign_halted=row.campaign_status)
+        now = utcnow()
+        if (
+            status is MessageStatus.SENDING
+            and row.sending_at is not None
+            and now - row.sending_at < reconcile_window
+        ):
+            return AttemptStart(unresolved_since=row.sending_at)
+        connection.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(
+                status=MessageStatus.SENDING.value,
+                attempts=MessageRow.attempts + 1,
+                sending_at=now,
+                updated_at=now,
+            )
+        )
+    return AttemptStart(
+        job=SendJob(
+            message_id=message_id,
+            campaign_id=row.campaign_id,
+            account_id=row.account_id,
+            sender_phone_number_id=row.sender_phone_number_id,
+            phone_e164=row.phone_e164,
+            template_name=row.template_name,
+            language=row.language,
+            variables=dict(row.variables or {}),
+            attempt=row.attempts + 1,
+            policy=CampaignPolicy.model_validate(row.policy),
+        )
+    )
+
+
+_SEND_JOB_QUERY = (
+    select(
+        MessageRow.status.label("message_status"),
+        MessageRow.provider_message_id,
+        MessageRow.sending_at,
+        MessageRow.attempts,
+        MessageRow.phone_e164,
+        CampaignRow.id.label("campaign_id"),
+        CampaignRow.status.label("campaign_status"),
+        CampaignRow.account_id,
+        CampaignRow.sender_phone_number_id,
+        CampaignRow.template_name,
+        CampaignRow.language,
+        CampaignRow.policy,
+        RecipientRow.variables,
+    )
+    .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
+    .join(RecipientRow, RecipientRow.id == MessageRow.recipient_id)
+    .where(MessageRow.id == bindparam("message_id"))
+)
+
+
+def record_accepted(db: Database, message_id: int, provider_message_id: str) -> MessageStatus:
+    """Store WhatsApp's message id and mark the message `sent`, in one statement.
+
+    Runs before the activity reports success, so a crash after this line never resends. If a
+    webhook got there first (it reconciled the id, or already said delivered/read), the status
+    stays where the webhook put it. The campaign's charges are settled from these ids when the
+    campaign ends (accounts.release_credits).
+    """
+    now = utcnow()
+    becomes_sent = MessageRow.status.in_(
+        [s.value for s in statuses_that_can_become(MessageStatus.SENT)]
+    )
+    with db.transaction() as connection:
+        stored = connection.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(
+                provider_message_id=func.coalesce(
+                    MessageRow.provider_message_id, provider_message_id
+                ),
+                status=case((becomes_sent, MessageStatus.SENT.value), else_=MessageRow.status),
+                sent_at=case((becomes_sent, now), else_=MessageRow.sent_at),
+                updated_at=now,
+            )
+            .returning(MessageRow.provider_message_id, MessageRow.status)
+        ).one_or_none()
+    if stored is None:
+        raise LookupError(f"message {message_id} not found")
+    if stored.provider_message_id != provider_message_id:
+        raise ValueError(
+            f"message {message_id} already has provider id {stored.provider_message_id}"
+        )
+    return MessageStatus(stored.status)
+
+
+def record_failure(
+    db: Database,
+    message_id: int,
+    *,
+    error_class: ErrorClass,
+    code: int | None,
+    title: str,
+    final: bool,
+    outcome_unknown: bool = False,
+) -> MessageStatus:
+    """Record a failed attempt: `retrying` when another attempt follows, else the final status.
+
+    `outcome_unknown` (a timeout with no answer) leaves the message in `sending`: WhatsApp may
+    have accepted it, so the next attempt waits for reconciliation before sending again.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "error_class": error_class.value,
+        "error_code": code,
+        "error_title": title,
+        "updated_at": now,
+    }
+    new = error_class.final_message_status if final else MessageStatus.RETRYING
+    if final or not outcome_unknown:
+        may_move = MessageRow.status.in_([s.value for s in statuses_that_can_become(new)])
+        values["status"] = case((may_move, new.value), else_=MessageRow.status)
+        column = STATUS_TIMESTAMP_COLUMN.get(new)
+        if column is not None:
+            values[column] = case((may_move, now), else_=getattr(MessageRow, column))
+    with db.transaction() as connection:
+        status = connection.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(**values)
+            .returning(MessageRow.status)
+        ).scalar_one_or_none()
+    if status is None:
+        raise LookupError(f"message {message_id} not found")
+    return MessageStatus(status)
+
+
+def finish_pending(
+    db: Database,
+    campaign_id: str,
+    new_status: MessageStatus,
+    *,
+    reason: str,
+    statuses: Collection[MessageStatus] = (MessageStatus.QUEUED, MessageStatus.RETRYING),
+) -> int:
+    """Move every message still waiting to a final status in one statement; returns how many.
+
+    Cancel uses `cancelled`; the sending deadline uses `failed` with reason "deadline".
+    """
+    values: dict[str, Any] = {"status": new_status.value, "updated_at": utcnow()}
+    if new_status in FAILURE_MESSAGE_STATUSES:
+        values |= {"error_title": reason, "failed_at": utcnow()}
+    with db.session() as session:
+        result = session.execute(
+            update(MessageRow)
+            .where(
+                MessageRow.campaign_id == campaign_id,
+                MessageRow.status.in_([s.value for s in statuses]),
+            )
+            .values(**values)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Failures that a new run may fix: generic failures, the deadline, and the sender's messaging
+# limit. Invalid contacts, blocks and template errors would fail the same way again.
+RETRIABLE_FINAL_STATUSES = (MessageStatus.FAILED, MessageStatus.BLOCKED)
+
+
+def requeue_failed(db: Database, campaign_id: str) -> int:
+    """Put the retriable failed messages of a finished campaign back in `queued` for a new run."""
+    with db.session() as session:
+        result = session.execute(
+            update(MessageRow)
+            .where(
+                MessageRow.campaign_id == campaign_id,
+                (MessageRow.status == MessageStatus.FAILED.value)
+                | (
+                    (MessageRow.status == MessageStatus.BLOCKED.value)
+                    & (MessageRow.error_class == ErrorClass.MESSAGING_LIMITED.value)
+                ),
+                MessageRow.provider_message_id.is_(None),
+            )
+            .values(
+                status=MessageStatus.QUEUED.value,
+                attempts=0,
+                error_class=None,
+                error_code=None,
+                error_title=None,
+                failed_at=None,
+                queued_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_by_status(db: Database, campaign_id: str) -> dict[MessageStatus, int]:
+    with db.session() as session:
+        return _counts(session, campaign_id)
+
+
+def _counts(session: Session, campaign_id: str) -> dict[MessageStatus, int]:
+    rows = session.execute(
+        select(MessageRow.status, func.count())
+        .where(MessageRow.campaign_id == campaign_id)
+        .group_by(MessageRow.status)
+    )
+    return {MessageStatus(status): int(n) for status, n in rows}
+
+
+def error_summary(db: Database, campaign_id: str, limit: int = 20) -> list[ErrorCount]:
+    """Failed messages grouped by WhatsApp error code and title, most frequent first."""
+    with db.session() as session:
+        rows = session.execute(
+            select(MessageRow.error_code, MessageRow.error_title, func.count().label("n"))
+            .where(
+                MessageRow.campaign_id == campaign_id,
+                MessageRow.status.in_([s.value for s in FAILURE_MESSAGE_STATUSES]),
+            )
+            .group_by(MessageRow.error_code, MessageRow.error_title)
+            .order_by(func.count().desc())
+            .limit(limit)
+        )
+        return [ErrorCount(code=code, title=title or "", count=int(n)) for code, title, n in rows]

@@ -1,0 +1,370 @@
+"""What WhatsApp tells us after a send: status webhooks and inbound replies (SPEC §3, §4 rules
+10 and 12, §6 Webhooks).
+
+Both are applied idempotently and monotonically: every write is a conditional
+`UPDATE ... WHERE status IN statuses_that_can_become(new)`, so a duplicated, late or reordered
+webhook matches no row and changes nothing. A whole webhook batch costs a handful of statements
+(one UPDATE per target status and chunk of ids), not one round trip per status.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Update, case, func, literal, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.statuses import (
+    MESSAGE_STATUS_RANK,
+    MessageStatus,
+    statuses_that_can_become,
+)
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.dml import rowcount
+from whatsapp_campaigns.store.messages import STATUS_TIMESTAMP_COLUMN
+from whatsapp_campaigns.store.models import (
+    Account,
+    CampaignRow,
+    MessageRow,
+    SenderNumber,
+    UTCDateTime,
+    utcnow,
+)
+from whatsapp_campaigns.store.optouts import opt_out
+
+log = logging.getLogger(__name__)
+
+# The statuses a status webhook can carry (the Cloud API's sent/delivered/read/failed).
+WEBHOOK_STATUSES = frozenset(
+    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED}
+)
+# A reply without context is credited to the latest message that reached the number this long
+# before it (WhatsApp's customer service window is 24 h too).
+REPLY_WINDOW = timedelta(hours=24)
+_REPLYABLE_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+# Ids per IN (...) list: each id binds up to 4 parameters (IN list plus CASE arms), which
+# stays far below SQLite's limit of 32,766 bound parameters.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One entry of a status webhook's `statuses` array."""
+
+    provider_message_id: str
+    status: MessageStatus
+    at: datetime
+    # Our message id (`str(messages.id)`), echoed back by WhatsApp from the send request.
+    biz_opaque_callback_data: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in WEBHOOK_STATUSES:
+            raise ValueError(f"{self.status} is not a webhook status")
+        if self.at.tzinfo is None:
+            raise ValueError("StatusUpdate.at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class InboundReply:
+    """One message a WhatsApp user sent to one of our sender numbers."""
+
+    from_phone_e164: str
+    text: str
+    at: datetime
+    # The message it answers (WhatsApp's `context.id`), when the user replied to one.
+    context_provider_message_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("InboundReply.at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class AppliedCounts:
+    applied: int = 0  # moved a message forward
+    ignored_stale: int = 0  # the message exists but is already there or further
+    unknown: int = 0  # no message of ours matches
+    opted_out: int = 0  # numbers newly opted out by a STOP reply
+
+    def __add__(self, other: "AppliedCounts") -> "AppliedCounts":
+        return AppliedCounts(
+            applied=self.applied + other.applied,
+            ignored_stale=self.ignored_stale + other.ignored_stale,
+            unknown=self.unknown + other.unknown,
+            opted_out=self.opted_out + other.opted_out,
+        )
+
+
+def apply_status_updates(db: Database, updates: Sequence[StatusUpdate]) -> AppliedCounts:
+    """Apply one webhook batch of statuses in one transaction.
+
+    Statuses are applied in rank order, so a batch holding `sent` and `delivered` for one
+    message ends `delivered`. An update whose provider id we never stored is matched by our
+    message id in `biz_opaque_callback_data` (a send whose process died before storing the
+    id); the provider id is then stored, exactly as `record_accepted` would have done (and the
+    message is charged with the others when the campaign settles).
+    """
+    if not updates:
+        return AppliedCounts()
+    with db.session() as session:
+        known = _lock_known(session, {u.provider_message_id for u in updates})
+        unmatched = [u for u in updates if u.provider_message_id not in known]
+        known |= _reconcile_by_callback_data(session, unmatched)
+        unknown = [u.provider_message_id for u in updates if u.provider_message_id not in known]
+        if unknown:
+            log.info(
+                "%d status updates for unknown messages ignored (first: %s)",
+                len(unknown),
+                ", ".join(unknown[:5]),
+            )
+        applied = _apply_known(session, [u for u in updates if u.provider_message_id in known])
+    counts = AppliedCounts(
+        applied=applied, ignored_stale=len(updates) - applied - len(unknown), unknown=len(unknown)
+    )
+    log.info("status webhook batch of %d applied: %s", len(updates), counts)
+    return counts
+
+
+def _lock_known(session: Session, provider_ids: Collection[str]) -> set[str]:
+    """Which provider ids are stored. On PostgreSQL their rows are locked up front, in one
+    global order, so that concurrent batches touching the same messages cannot deadlock."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(provider_ids)):
+        found.update(
+            session.scalars(
+                select(MessageRow.provider_message_id)
+                .where(MessageRow.provider_message_id.in_(chunk))
+                .order_by(MessageRow.provider_message_id)
+                .with_for_update()
+            )
+        )
+    return found
+
+
+def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate]) -> set[str]:
+    """Store the provider id on the messages named by `biz_opaque_callback_data`; return the
+    provider ids now stored. Rare (only sends whose outcome was lost), so one row at a time."""
+    provider_id_by_message: dict[int, str] = {}
+    for u in updates:
+        data = (u.biz_opaque_callback_data or "").strip()
+        if data.isdigit():
+            provider_id_by_message.setdefault(int(data), u.provider_message_id)
+    if not provider_id_by_message:
+        return set()
+    reconciled: set[str] = set()
+    rows = session.execute(
+        select(MessageRow.id, MessageRow.provider_message_id)
+        .where(MessageRow.id.in_(sorted(provider_id_by_message)))
+        .order_by(MessageRow.id)
+    ).all()
+    for message_id, stored in rows:
+        provider_id = provider_id_by_message[message_id]
+        if stored is not None:
+            log.warning(
+                "message %d has provider id %s, not %s from biz_opaque_callback_data: ignored",
+                message_id,
+                stored,
+                provider_id,
+            )
+            continue
+        # Conditional: a concurrent record_accepted may store the id first.
+        won = rowcount(
+            session,
+            update(MessageRow)
+            .where(MessageRow.id == message_id, MessageRow.provider_message_id.is_(None))
+            .values(provider_message_id=provider_id, updated_at=utcnow())
+            .execution_options(synchronize_session=False),
+        )
+        if won:
+            reconciled.add(provider_id)
+            log.info(
+                "message %d reconciled by biz_opaque_callback_data: provider id %s",
+                message_id,
+                provider_id,
+            )
+        elif _stored_provider_id(session, message_id) == provider_id:
+            # A concurrent transaction (record_accepted, or another webhook for the same
+            # message) stored this very id after our SELECT: the status still applies.
+            reconciled.add(provider_id)
+    return reconciled
+
+
+def _stored_provider_id(session: Session, message_id: int) -> str | None:
+    return session.scalar(select(MessageRow.provider_message_id).where(MessageRow.id == message_id))
+
+
+def _apply_known(session: Session, updates: Sequence[StatusUpdate]) -> int:
+    """One conditional UPDATE per target status (and chunk of ids), lowest rank first."""
+    by_status: dict[MessageStatus, dict[str, StatusUpdate]] = defaultdict(dict)
+    for u in updates:
+        same = by_status[u.status].get(u.provider_message_id)
+        if same is None or u.at < same.at:  # a duplicate within the batch: keep the first
+            by_status[u.status][u.provider_message_id] = u
+    # A failure that the same batch overrides with delivered/read would be overwritten anyway;
+    # skipping it keeps its error off a message that arrived.
+    arrived = {pid for s in (MessageStatus.DELIVERED, MessageStatus.READ) for pid in by_status[s]}
+    for pid in arrived & by_status[MessageStatus.FAILED].keys():
+        del by_status[MessageStatus.FAILED][pid]
+    applied = 0
+    now = utcnow()
+    for status in sorted(by_status, key=MESSAGE_STATUS_RANK.__getitem__):
+        targets = sorted(by_status[status].values(), key=lambda u: u.provider_message_id)
+        for chunk in _chunks(targets):
+            applied += rowcount(session, _status_update(status, chunk, now))
+    return applied
+
+
+def _status_update(status: MessageStatus, chunk: Sequence[StatusUpdate], now: datetime) -> Update:
+    """UPDATE messages SET status=:s, <s>_at=<its webhook time>, ... WHERE provider id IN
+    (...) AND status IN (statuses that can become s)."""
+    ids = [u.provider_message_id for u in chunk]
+    values: dict[str, Any] = {
+        "status": status.value,
+        STATUS_TIMESTAMP_COLUMN[status]: _per_message(chunk, lambda u: u.at, UTCDateTime()),
+        "updated_at": now,
+    }
+    if status is MessageStatus.FAILED:
+        values |= {
+            "error_class": ErrorClass.FAILED.value,
+            "error_code": _per_message(chunk, lambda u: u.error_code, MessageRow.error_code.type),
+            "error_title": _per_message(
+                chunk, lambda u: u.error_title, MessageRow.error_title.type
+            ),
+        }
+    return (
+        update(MessageRow)
+        .where(
+            MessageRow.provider_message_id.in_(ids),
+            MessageRow.status.in_(sorted(s.value for s in statuses_that_can_become(status))),
+        )
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_V = TypeVar("_V")
+
+
+def _per_message(
+    chunk: Sequence[StatusUpdate], value_of: Callable[[StatusUpdate], Any], type_: Any
+) -> ColumnElement[Any]:
+    """CASE provider_message_id WHEN 'wamid1' THEN v1 ... END: one statement still sets a
+    different value on each row."""
+    return case(
+        {u.provider_message_id: literal(value_of(u), type_=type_) for u in chunk},
+        value=MessageRow.provider_message_id,
+    )
+
+
+def _chunks(items: Sequence[_V], size: int = _CHUNK) -> Iterator[Sequence[_V]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def apply_inbound_replies(
+    db: Database,
+    replies: Sequence[InboundReply],
+    *,
+    account_id: str,
+    stop_keywords: Collection[str],
+) -> AppliedCounts:
+    """Mark the campaign message each reply answers `responded`, and opt out the numbers that
+    replied with a STOP keyword (case-insensitive, trimmed) — SPEC §4 rule 10.
+
+    The answered message is the reply's context message, else the latest message of the
+    account that reached the number within `REPLY_WINDOW` before the reply.
+    """
+    if not replies:
+        return AppliedCounts()
+    stops = {k.strip().upper() for k in stop_keywords}
+    applied = stale = unknown = opted_out = 0
+    with db.session() as session:
+        for reply in replies:
+            message_id = _answered_message(session, account_id, reply)
+            if message_id is None:
+                unknown += 1
+                phone = _masked(reply.from_phone_e164)
+                log.info("reply from %s matches no campaign message", phone)
+            elif _mark_responded(session, message_id, reply.at):
+                applied += 1
+                log.info("message %d responded", message_id)
+            else:
+                stale += 1
+            keyword = reply.text.strip().upper()
+            if keyword in stops:
+                newly = opt_out(session, account_id, reply.from_phone_e164, keyword)
+                opted_out += newly
+                log.info(
+                    "%s replied %r: opted out of account %s%s",
+                    _masked(reply.from_phone_e164),
+                    keyword,
+                    account_id,
+                    "" if newly else " (already)",
+                )
+    return AppliedCounts(applied=applied, ignored_stale=stale, unknown=unknown, opted_out=opted_out)
+
+
+def _answered_message(session: Session, account_id: str, reply: InboundReply) -> int | None:
+    of_account = select(MessageRow.id).join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
+    of_account = of_account.where(CampaignRow.account_id == account_id)
+    if reply.context_provider_message_id is not None:
+        found = session.scalar(
+            of_account.where(MessageRow.provider_message_id == reply.context_provider_message_id)
+        )
+        if found is not None:
+            return found
+    # Messages reconciled straight to delivered/read have no sent_at: use their send time.
+    reached_at = func.coalesce(MessageRow.sent_at, MessageRow.sending_at)
+    return session.scalar(
+        of_account.where(
+            MessageRow.phone_e164 == reply.from_phone_e164,
+            MessageRow.status.in_([s.value for s in _REPLYABLE_STATUSES]),
+            reached_at >= reply.at - REPLY_WINDOW,
+        )
+        .order_by(reached_at.desc(), MessageRow.id.desc())
+        .limit(1)
+    )
+
+
+def _masked(phone: str) -> str:
+    """Enough of a number to follow it in the logs; the whole of it stays in the store."""
+    return phone[:-4] + "****"
+
+
+def _mark_responded(session: Session, message_id: int, at: datetime) -> bool:
+    can_respond = statuses_that_can_become(MessageStatus.RESPONDED)
+    return bool(
+        rowcount(
+            session,
+            update(MessageRow)
+            .where(
+                MessageRow.id == message_id,
+                MessageRow.status.in_(sorted(s.value for s in can_respond)),
+            )
+            .values(status=MessageStatus.RESPONDED.value, responded_at=at, updated_at=utcnow())
+            .execution_options(synchronize_session=False),
+        )
+    )
+
+
+def accounts_by_sender(
+    db: Database, phone_number_ids: Collection[str | None], *, default_account: str
+) -> dict[str | None, str | None]:
+    """The account owning each sender phone number id; an unknown (or missing) id falls back to
+    `default_account` if that account exists, else None (its replies cannot be applied)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(SenderNumber.phone_number_id, SenderNumber.account_id).where(
+                SenderNumber.phone_number_id.in_([i for i in phone_number_ids if i])
+            )
+        )
+        known = {phone_number_id: account_id for phone_number_id, account_id in rows}
+        fallback = session.scalar(select(Account.id).where(Account.id == default_account))
+    return {i: known.get(i, fallback) if i else fallback for i in phone_number_ids}

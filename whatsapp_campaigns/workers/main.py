@@ -1,0 +1,132 @@
+"""The worker: runs CampaignWorkflow, the lifecycle activities, and one rate-limited send
+worker per sender number.
+
+Sends for a sender go to that sender's own task queue, whose server-side rate limit
+(`max_task_queue_activities_per_second`) is the sender's messages per second: Temporal enforces
+it across every campaign and every worker process, so workers scale out without breaking it.
+"""
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from whatsapp_campaigns.activities.campaign import CampaignActivities
+from whatsapp_campaigns.activities.sending import SendActivities
+from whatsapp_campaigns.domain.models import Sender
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.temporal_client import connect
+from whatsapp_campaigns.whatsapp.factory import make_provider
+from whatsapp_campaigns.whatsapp.provider import Provider
+from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
+from whatsapp_campaigns.workflows.task_queues import send_task_queue
+
+log = logging.getLogger(__name__)
+
+# Store activities run in threads; a small pool is plenty (each is a few milliseconds).
+CONTROL_ACTIVITY_THREADS = 16
+# Sends in flight per sender and worker; the task-queue rate limit paces them.
+MAX_CONCURRENT_SENDS = 500
+
+
+@dataclass
+class WorkerSet:
+    """Every Temporal worker of one process, run and stopped together."""
+
+    workers: list[Worker]
+    executor: ThreadPoolExecutor
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(*(worker.run() for worker in self.workers))
+        finally:
+            self.executor.shutdown(wait=False)
+
+    async def shutdown(self) -> None:
+        """Graceful: stop polling, let running activities finish, then return."""
+        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    db: Database,
+    provider: Provider,
+    senders: list[Sender] | None = None,
+) -> WorkerSet:
+    """The main worker plus one send worker per sender (all senders in the store by default)."""
+    executor = ThreadPoolExecutor(
+        max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
+    )
+    lifecycle = CampaignActivities(db, settings)
+    sending = SendActivities(
+        db,
+        provider,
+        reconcile_window=timedelta(seconds=settings.reconcile_seconds),
+    )
+    workers = [
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[CampaignWorkflow],
+            activities=[
+                lifecycle.load_campaign,
+                lifecycle.preflight,
+                lifecycle.record_status_change,
+                lifecycle.record_timeline,
+                lifecycle.record_reschedule,
+                lifecycle.page_queued_messages,
+                lifecycle.count_messages,
+                lifecycle.finish_pending,
+                lifecycle.release_credits,
+                sending.send_message,  # run here as a local activity in local_activity mode
+            ],
+            activity_executor=executor,
+            max_concurrent_activities=CONTROL_ACTIVITY_THREADS,
+        )
+    ]
+    for sender in senders if senders is not None else catalog.list_senders(db):
+        workers.append(
+            Worker(
+                client,
+                task_queue=send_task_queue(settings.task_queue, sender.phone_number_id),
+                activities=[sending.send_message],
+                max_concurrent_activities=MAX_CONCURRENT_SENDS,
+                max_task_queue_activities_per_second=float(sender.rate_per_second),
+            )
+        )
+        log.info("send worker for %s at %d msg/s", sender.phone_number_id, sender.rate_per_second)
+    return WorkerSet(workers=workers, executor=executor)
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Connect, build the workers for every sender in the store, run until `stop` is set or
+    SIGINT/SIGTERM arrives; then shut down gracefully (running sends finish)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    client = await connect(settings)
+    db = Database(settings.database_url)
+    provider = make_provider(settings)
+    workers = build_workers(client, settings, db, provider)
+    log.info(
+        "worker polling %s (%d sender queues) on %s",
+        settings.task_queue,
+        len(workers.workers) - 1,
+        settings.temporal_address,
+    )
+    running = asyncio.create_task(workers.run())
+    await stop.wait()
+    log.info("shutting down: waiting for running activities to finish")
+    await workers.shutdown()
+    await running
+    await provider.aclose()
+    db.dispose()
