@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit demo bench clean
+.PHONY: venv browser test lint typecheck unit demo bench clean
 
 venv: $(STAMP)
 
@@ -14,12 +14,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never a browser
+# that Playwright downloads). Installed here when missing: apt-get needs root (or sudo -n).
+CHROMIUM ?= /usr/bin/chromium
+APT_PACKAGES := chromium fonts-dejavu-core
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(APT_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(APT_PACKAGES); \
+	else \
+		echo "make browser: $(CHROMIUM) is missing and installing it needs root:" \
+			"run 'sudo apt-get install chromium' (browser tests are skipped until then)" >&2; \
+	fi
+
 lint: venv
 	$(BIN)/ruff check whatsapp_campaigns tests bench
 	$(BIN)/ruff format --check whatsapp_campaigns tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 demo: venv

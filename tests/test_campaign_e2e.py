@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
 from whatsapp_campaigns.api.app import create_app
+from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
@@ -148,3 +149,25 @@ async def test_cancel_while_sending_cancels_the_remaining_messages(engine: Engin
     assert final.status is CampaignStatus.CANCELLED
     assert cancelled > 0 and sent > 0 and cancelled + sent == len(phones)
     assert final.counts.get(MessageStatus.CANCELLED) == cancelled
+
+
+async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(engine: Engine) -> None:
+    engine.emulator.failure_mix = {"invalid_contact": 0.3}  # far above the 5 % guard
+    phones = ordinary_numbers(300)
+    campaign_id = await engine.campaign(phones)
+    handle = await engine.start(campaign_id)
+
+    async def paused() -> Progress:
+        while True:
+            progress = await handle.query("progress", result_type=Progress)
+            if progress.status is CampaignStatus.PAUSED:
+                return progress
+            await asyncio.sleep(0.05)
+
+    progress = await asyncio.wait_for(paused(), timeout=60)
+    assert "auto-paused" in (progress.status_reason or "")
+    assert progress.counts.get(MessageStatus.QUEUED, 0) > 0  # it stopped before the end
+    await handle.signal("cancel", {"by": "test"})
+    final = await handle.result()
+    await engine.record_history(handle, "auto_pause_then_cancel")
+    assert final.status is CampaignStatus.CANCELLED

@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         description="host:port on which a worker serves the Temporal SDK's own Prometheus metrics.",
     )
 
+    temporal_ui_url: str = Field(
+        "http://localhost:8233",
+        validation_alias="CAMPAIGNS_TEMPORAL_UI_URL",
+        description="Base URL of the Temporal UI; the dashboard links each campaign's workflow.",
+    )
+    dashboard_secret: str = Field(
+        "",
+        validation_alias="CAMPAIGNS_DASHBOARD_SECRET",
+        description=(
+            "Signs the dashboard's session cookies. Empty: a random secret per process "
+            "(sessions end when the API restarts; set it when several API replicas serve)."
+        ),
+    )
+
     # NoDecode keeps CAMPAIGNS_API_KEYS as the raw "key1,key2" string; split it here.
     _split_api_keys = field_validator("api_keys", mode="before")(_split_csv)
 

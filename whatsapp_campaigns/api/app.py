@@ -24,6 +24,7 @@ from whatsapp_campaigns.api import (
 from whatsapp_campaigns.api.auth import require_api_key, warn_if_open
 from whatsapp_campaigns.api.dependencies import ClientHolder
 from whatsapp_campaigns.api.errors import add_error_handlers
+from whatsapp_campaigns.dashboard import mount_dashboard
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store.db import Database
@@ -57,6 +58,7 @@ def create_app(
     app.include_router(webhooks.router)
     for module in (routes_campaigns, routes_audiences, routes_templates, routes_credits):
         app.include_router(module.router, dependencies=[Depends(require_api_key)])
+    mount_dashboard(app, settings)  # /dashboard: signs in with an API key, then a session
 
     @app.get("/healthz", tags=["operations"], summary="Health check")
     async def healthz() -> JSONResponse:

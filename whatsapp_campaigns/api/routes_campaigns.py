@@ -278,13 +278,13 @@ async def get_report(campaign_id: str, db: DatabaseDep, account: AccountDep) -> 
     page from the store: memory stays flat for any campaign size."""
     await _owned(db, campaign_id, account)
     return StreamingResponse(
-        _report_chunks(db, campaign_id),
+        report_csv_chunks(db, campaign_id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
     )
 
 
-def _report_chunks(db: Database, campaign_id: str) -> Iterator[str]:
+def report_csv_chunks(db: Database, campaign_id: str) -> Iterator[str]:
     """CSV text in chunks; a sync generator, which Starlette runs in its thread pool."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -5,7 +5,7 @@ Personal data is kept to the minimum: the phone number, not the recipient's vari
 """
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TextIO
 
@@ -64,6 +64,28 @@ def iter_report_rows(db: Database, campaign_id: str, page_size: int = 5000) -> I
         if len(page) < page_size:
             return
         after_id = page[-1].message_id
+
+
+def report_page(
+    db: Database,
+    campaign_id: str,
+    *,
+    statuses: Sequence[MessageStatus] | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[ReportRow]:
+    """Up to `limit` report rows with a message id above `after_id` (keyset paging, cheap at
+    any depth), optionally only messages in `statuses`: the dashboard's report view."""
+    conditions = [MessageRow.campaign_id == campaign_id, MessageRow.id > after_id]
+    if statuses:
+        conditions.append(MessageRow.status.in_([MessageStatus(s).value for s in statuses]))
+    with db.session() as session:
+        if session.get(CampaignRow, campaign_id) is None:
+            raise NotFound(f"campaign {campaign_id} not found")
+        rows = session.execute(
+            select(*_MESSAGE_COLUMNS).where(*conditions).order_by(MessageRow.id).limit(limit)
+        ).all()
+    return [ReportRow.model_validate(row) for row in rows]
 
 
 def write_report_csv(db: Database, campaign_id: str, out: TextIO) -> int:
