@@ -25,9 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.engine_harness import ordinary_numbers, running_engine
-from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus
+from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
@@ -61,9 +61,11 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
             policy = CampaignPolicy(auto_pause_enabled=False)
             campaign_id = await engine.campaign(ordinary_numbers(recipients), policy=policy)
             handle = await engine.start(campaign_id)
+            result = asyncio.create_task(handle.result())
             started = time.monotonic()
             rss_samples: list[float] = []
             pause_to_quiet: float | None = None
+            paused_for = 0.0
             last_report = 0.0
             while True:
                 sent = len(emulator.accepted_sends)
@@ -73,13 +75,16 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
                     rate = sent / max(0.001, time.monotonic() - started)
                     print(f"  {sent:>7,} sent  {rate:6.0f} msg/s  rss {rss_samples[-1]:.0f} MiB")
                 if pause_to_quiet is None and sent >= recipients // 2:
-                    pause_to_quiet = await pause_and_measure(handle, emulator)
-                    await handle.execute_update("request_resume", {}, result_type=Progress)
-                if sent >= recipients:
+                    paused_at = time.monotonic()
+                    operator = CampaignsClient(env.client, engine.db, engine.settings)
+                    pause_to_quiet = await pause_and_measure(operator, campaign_id, emulator)
+                    await operator.resume(campaign_id, by="bench")
+                    paused_for = time.monotonic() - paused_at
+                if result.done():
                     break
                 await asyncio.sleep(0.2)
-            final = await handle.result()
-            elapsed = time.monotonic() - started
+            final = result.result()
+            elapsed = time.monotonic() - started - paused_for  # sending time, pause excluded
             events = 0
             runs = 0
             async for execution in env.client.list_workflows(f'WorkflowId="{handle.id}"'):
@@ -89,6 +94,7 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
                 events += len(history.events)
                 runs += 1
             assert final.status is CampaignStatus.COMPLETED, final
+            assert len(emulator.accepted_sends) == recipients, "some messages were not sent"
             return {
                 "recipients": recipients,
                 "shape": shape,
@@ -107,16 +113,14 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def pause_and_measure(handle: object, emulator: SandboxEmulator) -> float:
+async def pause_and_measure(
+    operator: CampaignsClient, campaign_id: str, emulator: SandboxEmulator
+) -> float:
     """Pause, then report how long after the pause was accepted the last send started."""
-    from temporalio.client import WorkflowHandle
-
-    assert isinstance(handle, WorkflowHandle)
-    await handle.execute_update("request_pause", {"by": "bench"}, result_type=Progress)
+    await operator.pause(campaign_id, by="bench")
     accepted_at = datetime.now(UTC)
     await asyncio.sleep(3.0)
-    starts = [s.at for s in emulator.accepted_sends]
-    last_start = max(starts)
+    last_start = max(s.at for s in emulator.accepted_sends)
     return round(max(0.0, (last_start - accepted_at).total_seconds()), 3)
 
 

@@ -33,8 +33,13 @@ ORDINARY = "+12025550199"  # any number that is not magic is accepted, delivered
 
 
 def ordinary_numbers(n: int, start: int = 1000) -> list[str]:
-    """Valid US numbers outside the magic +1 202 555 01xx range."""
-    return [f"+1202555{start + i:04d}" for i in range(n)]
+    """Valid US numbers outside the magic +1 202 555 01xx range: +1 202 555 1000 onwards,
+    then the exchanges after 555 (enough for millions of recipients)."""
+    numbers = []
+    for k in range(start, start + n):
+        exchange, line = divmod(k, 10_000)
+        numbers.append(f"+1202{555 + exchange}{line:04d}")
+    return numbers
 
 
 @dataclass

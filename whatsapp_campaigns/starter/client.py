@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Literal, ParamSpec, TypeVar
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -70,6 +71,16 @@ _UPDATES: dict[CampaignAction, str] = {
     CampaignAction.CANCEL: "request_cancel",
     CampaignAction.RESCHEDULE: "request_reschedule",
 }
+
+UPDATE_ATTEMPTS = 20
+UPDATE_RETRY_DELAY = 0.25  # seconds; a continue-as-new takes well under the 5 s this allows
+
+
+def _run_is_closing(error: RPCError) -> bool:
+    """True for the refusals the server gives while a run is ending (e.g. continue-as-new)."""
+    return error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION) and (
+        "closing" in error.message or "already completed" in error.message
+    )
 
 
 def workflow_id(campaign_id: str) -> str:
@@ -295,19 +306,31 @@ class CampaignsClient:
         campaign = await self.get(campaign_id)
         self._check(action, campaign)  # a clear answer for drafts and finished campaigns
         handle = self._handle(campaign_id)
-        try:
-            progress: Progress = await handle.execute_update(
-                _UPDATES[action], request.model_dump(mode="json"), result_type=Progress
-            )
-            return progress
-        except WorkflowUpdateFailedError as error:
-            raise CampaignRefused(str(error.cause or error)) from error
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                raise CampaignRefused(
+        payload = request.model_dump(mode="json")
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                progress: Progress = await handle.execute_update(
+                    _UPDATES[action], payload, result_type=Progress
+                )
+                return progress
+            except WorkflowUpdateFailedError as error:
+                raise CampaignRefused(str(error.cause or error)) from error
+            except RPCError as error:
+                not_running = CampaignRefused(
                     f"cannot {action.value}: campaign {campaign_id} is not running"
-                ) from error
-            raise
+                )
+                if not _run_is_closing(error):
+                    if error.status is RPCStatusCode.NOT_FOUND:
+                        raise not_running from error
+                    raise
+                # The server refuses updates while a run ends; when the run continued as
+                # new, the next run takes the update a moment later.
+                if not await self._still_running(campaign_id):
+                    raise not_running from error
+                if attempt == UPDATE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(UPDATE_RETRY_DELAY)
+        raise AssertionError("unreachable")
 
     async def progress(self, campaign_id: str) -> Progress:
         """The workflow's `progress` query while it runs; the store's view otherwise."""
@@ -321,6 +344,14 @@ class CampaignsClient:
             return progress
         except RPCError:
             return await self._store(progress_from_store, self.db, campaign_id)
+
+    async def _still_running(self, campaign_id: str) -> bool:
+        """Whether the campaign's workflow (its latest run) is running."""
+        try:
+            description = await self._handle(campaign_id).describe()
+        except RPCError:
+            return False
+        return description.status is WorkflowExecutionStatus.RUNNING
 
     def _handle(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(workflow_id(campaign_id))

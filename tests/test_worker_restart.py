@@ -1,0 +1,156 @@
+"""A worker killed mid-campaign (SIGKILL, no goodbye) and a new one started: no message is
+sent twice and none is lost.
+
+The worker runs as its own process against the real HTTP sandbox (the Cloud API client, real
+sockets); the sandbox posts its signed webhooks to the real receiver. Sends that WhatsApp
+accepted while the worker died are reconciled by their "sent" webhook before any resend.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.engine_harness import Engine, ordinary_numbers
+from tests.test_campaign_e2e import temporal_cli
+from whatsapp_campaigns.api.app import create_app
+from whatsapp_campaigns.domain.models import Sender
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store import catalog, messages
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
+from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
+from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
+from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+pytestmark = pytest.mark.e2e
+
+RECIPIENTS = 600
+RECONCILE_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+    )
+    yield env
+    await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """Serve `app` on a free local port for the block; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "whatsapp_campaigns.workers"],
+            env=os.environ | environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_until_sent(emulator: SandboxEmulator, count: int, timeout: float = 60.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if len(emulator.accepted_sends) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} sends in {timeout} s")
+
+
+async def test_a_killed_worker_neither_loses_nor_duplicates_a_message(
+    dev_server: WorkflowEnvironment,
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = Settings(CAMPAIGNS_DATABASE_URL=db_url)
+    db = Database(db_url)
+    seed_sandbox(db)
+    catalog.upsert_sender(db, Sender(**(SANDBOX_SENDER.model_dump() | {"rate_per_second": 1000})))
+    catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
+
+    async with serving(create_app(settings, db)) as api_url:
+        sink = HttpWebhookSink(f"{api_url}/webhooks/whatsapp", settings.whatsapp_app_secret)
+        # Slow sends: at the kill, many requests are in flight, some already accepted.
+        emulator = SandboxEmulator(
+            latency=0.3, webhook_sink=sink, app_secret=settings.whatsapp_app_secret
+        )
+        emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 1000)
+        async with serving(create_sandbox_app(emulator)) as sandbox_url:
+            task_queue = f"campaigns-restart-{tmp_path.name[-8:]}"
+            worker_env = {
+                "CAMPAIGNS_DATABASE_URL": db_url,
+                "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+                "CAMPAIGNS_TASK_QUEUE": task_queue,
+                "CAMPAIGNS_PROVIDER": "cloud",
+                "WHATSAPP_API_BASE_URL": sandbox_url,
+                "WHATSAPP_ACCESS_TOKEN": "sandbox-token",
+                "CAMPAIGNS_RECONCILE_SECONDS": str(RECONCILE_SECONDS),
+            }
+            engine = Engine(
+                client=dev_server.client,
+                db=db,
+                emulator=emulator,
+                settings=Settings(CAMPAIGNS_DATABASE_URL=db_url, CAMPAIGNS_TASK_QUEUE=task_queue),
+            )
+            campaign_id = await engine.campaign(ordinary_numbers(RECIPIENTS))
+            log = tmp_path / "worker.log"
+            first = start_worker(worker_env, log)
+            try:
+                handle = await engine.start(campaign_id)
+                await wait_until_sent(emulator, RECIPIENTS // 4)
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                sent_before_restart = len(emulator.accepted_sends)
+
+                second = start_worker(worker_env, log)
+                try:
+                    final = await asyncio.wait_for(handle.result(), timeout=240)
+                finally:
+                    second.send_signal(signal.SIGTERM)
+                    second.wait(timeout=30)
+            finally:
+                if first.poll() is None:
+                    first.kill()
+            await emulator.drain_webhooks()
+
+    sent = [s.biz_opaque_callback_data for s in emulator.accepted_sends]
+    assert sent_before_restart < RECIPIENTS, "the kill came too late to test anything"
+    assert final.status is CampaignStatus.COMPLETED, log.read_text()[-2000:]
+    assert len(sent) == len(set(sent)) == RECIPIENTS  # each message exactly once
+    store_counts = messages.count_by_status(db, campaign_id)
+    accepted = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+    assert sum(store_counts.get(s, 0) for s in accepted) == RECIPIENTS
+    db.dispose()
