@@ -46,4 +46,4 @@ bench: venv
 	$(BIN)/python bench/campaign_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache campaigns.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache campaigns.db* .campaigns

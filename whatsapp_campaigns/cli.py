@@ -11,19 +11,23 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from whatsapp_campaigns.domain.models import CampaignDraft, Progress
+from whatsapp_campaigns.domain.models import CampaignDraft, Progress, Template
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings, get_settings
 from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, CampaignsClient
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.errors import InsufficientCredits, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from whatsapp_campaigns.devstack import DevStack, StackOptions
 
 app = typer.Typer(
     help="WhatsApp template campaigns on Temporal: create, schedule, steer and watch them.",
@@ -52,7 +56,8 @@ ByOption = Annotated[str | None, typer.Option("--by", help="Who is acting, for t
 
 
 def fail(message: str) -> NoReturn:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    # soft_wrap: one line whatever the terminal's width (scripts grep it; pipes are 80 wide).
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -241,7 +246,11 @@ def watch(
     """Live progress bar with the message breakdown, until the campaign ends."""
     from whatsapp_campaigns.progress_view import watch_campaign
 
-    final = run(lambda c: watch_campaign(c, campaign_id, interval=interval, console=console))
+    async def follow(client: CampaignsClient) -> Progress:
+        await client.get(campaign_id)  # an unknown id: one error line, not an empty bar first
+        return await watch_campaign(client, campaign_id, interval=interval, console=console)
+
+    final = run(follow)
     console.print(render_progress(final))
 
 
@@ -295,12 +304,13 @@ def report(
     out: Annotated[Path | None, typer.Option("--out", help="CSV file (default: stdout).")] = None,
 ) -> None:
     """CSV report of every message: status, error, timestamps."""
-    from whatsapp_campaigns.store import reports
+    from whatsapp_campaigns.store import campaigns, reports
     from whatsapp_campaigns.store.db import Database
 
     settings = get_settings()
     db = Database(settings.database_url)
     try:
+        campaigns.get_campaign(db, campaign_id)  # not found: no header, no empty file first
         if out is None:
             reports.write_report_csv(db, campaign_id, sys.stdout)
         else:
@@ -389,6 +399,73 @@ def audience_import(
         errors.print(f"  row {row.row_number}: {row.value!r}: {row.reason}", highlight=False)
 
 
+# ----------------------------------------------------------------------------- templates
+
+
+@templates_app.command("sync")
+def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Fetch every template of WHATSAPP_BUSINESS_ACCOUNT_ID from WhatsApp into the store."""
+    from whatsapp_campaigns.store.db import Database
+    from whatsapp_campaigns.whatsapp.provider import ProviderError
+    from whatsapp_campaigns.whatsapp.template_sync import sync_templates
+
+    settings = get_settings()
+    account_id = account or settings.default_account
+    db = Database(settings.database_url)
+    try:
+        templates = asyncio.run(sync_templates(db, settings, account_id))
+    except ProviderError as error:
+        fail(f"WhatsApp refused the template sync: {error.title} (code {error.code})")
+    except InvalidInput as error:
+        fail(str(error))
+    finally:
+        db.dispose()
+    if as_json:
+        synced = [t.model_dump(mode="json") for t in templates]
+        print_json({"account": account_id, "synced": len(templates), "templates": synced})
+        return
+    console.print(
+        f"{len(templates)} templates synced from {settings.whatsapp_business_account_id} "
+        f"({settings.provider}) for account {account_id}"
+    )
+    _print_templates(templates)
+
+
+@templates_app.command("list")
+def templates_list(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """List the templates as last synced, with their approval status."""
+    from whatsapp_campaigns.store import catalog
+    from whatsapp_campaigns.store.db import Database
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        templates = catalog.list_templates(db, account or settings.default_account)
+    finally:
+        db.dispose()
+    if as_json:
+        print_json(templates)
+    elif not templates:
+        errors.print("no templates: run `campaigns templates sync` first")
+    else:
+        _print_templates(templates)
+
+
+def _print_templates(templates: list[Template]) -> None:
+    table = Table(title=f"{len(templates)} templates")
+    for column in ("name", "language", "category", "status", "variables"):
+        table.add_column(column)
+    for template in templates:
+        table.add_row(
+            template.name,
+            template.language,
+            template.category.value,
+            template.status.value,
+            ", ".join(template.variables),
+        )
+    console.print(table)
+
+
 # ------------------------------------------------------------------------------- credits
 
 
@@ -458,6 +535,249 @@ def worker() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     _guard(run_worker(get_settings()))
+
+
+HostOption = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]
+
+
+@app.command()
+def api(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the REST API, the WhatsApp webhooks and the dashboard (OpenAPI at /docs)."""
+    import uvicorn
+
+    from whatsapp_campaigns.api.app import create_app
+    from whatsapp_campaigns.store.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        uvicorn.run(create_app(settings, db), host=host, port=port, log_config=None)
+    finally:
+        db.dispose()
+
+
+@app.command()
+def sandbox(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to POST the signed status webhooks, e.g. "
+            "http://127.0.0.1:8000/webhooks/whatsapp (none without it)."
+        ),
+    ] = None,
+    app_secret: Annotated[
+        str | None,
+        typer.Option(help="Secret that signs the webhooks (default: WHATSAPP_APP_SECRET)."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Messages/s of the sandbox sender (default 80).")
+    ] = None,
+    latency: Annotated[float, typer.Option(help="Seconds added to every answer.")] = 0.0,
+    webhook_delay: Annotated[
+        float, typer.Option(help="Seconds between a message's status webhooks.")
+    ] = 0.3,
+) -> None:
+    """Serve the WhatsApp Cloud API sandbox over HTTP (SPEC §7), for CAMPAIGNS_PROVIDER=cloud
+    with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN."""
+    from whatsapp_campaigns.whatsapp.sandbox.server import run_sandbox_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if webhook_url is None:
+        errors.print("no --webhook-url: status webhooks are not sent", highlight=False)
+    run_sandbox_server(
+        host,
+        port,
+        webhook_url=webhook_url,
+        app_secret=app_secret if app_secret is not None else get_settings().whatsapp_app_secret,
+        rate=rate,
+        latency=latency,
+        webhook_delay=webhook_delay,
+    )
+
+
+# ------------------------------------------------------------------------ embedded stack
+
+ApiPortOption = Annotated[int, typer.Option("--port", help="Port of the API and dashboard.")]
+TemporalPortOption = Annotated[
+    int | None,
+    typer.Option(help="Port of the Temporal dev server (default: TEMPORAL_ADDRESS's, 7233)."),
+]
+UiPortOption = Annotated[int, typer.Option(help="Port of the Temporal web UI.")]
+NoUiOption = Annotated[bool, typer.Option("--no-ui", help="Run Temporal without its web UI.")]
+SandboxPortOption = Annotated[int, typer.Option(help="Port of the WhatsApp sandbox.")]
+DataDirOption = Annotated[
+    Path, typer.Option(help="Where Temporal keeps its state, and the logs go.")
+]
+
+
+def _stack_options(
+    host: str,
+    port: int,
+    temporal_port: int | None,
+    ui_port: int,
+    no_ui: bool,
+    sandbox_port: int,
+    data_dir: Path,
+    *,
+    use_sandbox: bool = True,
+) -> "StackOptions":
+    from whatsapp_campaigns.devstack import StackOptions
+
+    if temporal_port is None:
+        _, _, tail = get_settings().temporal_address.rpartition(":")
+        temporal_port = int(tail) if tail.isdigit() else 7233
+    return StackOptions(
+        host=host,
+        api_port=port,
+        temporal_port=temporal_port,
+        ui_port=None if no_ui else ui_port,
+        sandbox_port=sandbox_port,
+        data_dir=data_dir,
+        sandbox=use_sandbox,
+    )
+
+
+def _stack_logging(data_dir: Path, console_level: int) -> Path:
+    """Everything to <data dir>/dev.log; only `console_level` and above to the terminal."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_file = data_dir / "dev.log"
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(console_level)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[to_file, to_terminal], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per send and webhook
+    return log_file
+
+
+def _run_stack(options: "StackOptions", body: "Callable[[DevStack], Awaitable[T]]") -> T | None:
+    from whatsapp_campaigns.devstack import StackError, run_stack
+
+    try:
+        return _guard(run_stack(get_settings(), options, body))
+    except StackError as error:
+        fail(str(error))
+
+
+def _print_stack(stack: "DevStack", out: Console, log_file: Path) -> None:
+    urls = stack.urls
+    table = Table(title="campaigns dev stack", show_header=False)
+    table.add_row("Temporal", f"{urls.temporal}  (namespace {urls.namespace})")
+    if urls.temporal_ui is not None:
+        table.add_row("Temporal UI", f'{urls.temporal_ui}  (search CampaignStatus="sending")')
+    table.add_row("API", f"{urls.api}  (OpenAPI: {urls.docs})")
+    if urls.dashboard is not None:
+        table.add_row("dashboard", urls.dashboard)
+    if urls.sandbox is not None:
+        table.add_row(
+            "WhatsApp sandbox", f"{urls.sandbox}  (webhooks to {urls.api}/webhooks/whatsapp)"
+        )
+    table.add_row("store", stack.settings.database_url)
+    table.add_row("logs", f"{log_file}, {stack.temporal_log}")
+    out.print(table)
+    defaults = Settings()
+    if urls.temporal != defaults.temporal_address:
+        out.print(
+            f"other commands: TEMPORAL_ADDRESS={urls.temporal} campaigns ...", highlight=False
+        )
+
+
+@app.command()
+def dev(
+    host: HostOption = "127.0.0.1",
+    port: ApiPortOption = 8000,
+    temporal_port: TemporalPortOption = None,
+    ui_port: UiPortOption = 8233,
+    no_ui: NoUiOption = False,
+    sandbox_port: SandboxPortOption = 8001,
+    use_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox/--no-sandbox",
+            help="Send through the WhatsApp sandbox, or through the settings' provider.",
+        ),
+    ] = True,
+    data_dir: DataDirOption = Path(".campaigns"),
+) -> None:
+    """Run everything locally: Temporal dev server + UI, worker, API + dashboard, and the
+    WhatsApp sandbox posting webhooks to the API. Ctrl-C stops it all."""
+    options = _stack_options(
+        host, port, temporal_port, ui_port, no_ui, sandbox_port, data_dir, use_sandbox=use_sandbox
+    )
+    log_file = _stack_logging(data_dir, logging.WARNING)
+
+    async def body(stack: "DevStack") -> None:
+        _print_stack(stack, console, log_file)
+        console.print("ready: Ctrl-C to stop")
+        await asyncio.Event().wait()
+
+    _run_stack(options, body)
+    console.print("stopped")
+
+
+@app.command()
+def demo(
+    recipients: Annotated[
+        int, typer.Option(min=10, max=50_000, help="Size of the generated audience.")
+    ] = 3000,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait", help="Stop the stack and exit as soon as the campaign ends (scripts, CI)."
+        ),
+    ] = False,
+    messaging_limit_backoff: Annotated[
+        float,
+        typer.Option(
+            min=0.5, help="Seconds the messaging-limit number waits (12 h in production)."
+        ),
+    ] = 10.0,
+    host: HostOption = "127.0.0.1",
+    port: ApiPortOption = 8000,
+    temporal_port: TemporalPortOption = None,
+    ui_port: UiPortOption = 8233,
+    no_ui: NoUiOption = False,
+    sandbox_port: SandboxPortOption = 8001,
+    data_dir: DataDirOption = Path(".campaigns"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout (the rest: stderr).")
+    ] = False,
+) -> None:
+    """Start the dev stack, send a sample campaign with a live progress bar, summarize it.
+
+    Exits non-zero with --no-wait when the campaign does not end `completed`."""
+    from whatsapp_campaigns.demo import DemoResult, print_summary, run_demo
+
+    options = _stack_options(host, port, temporal_port, ui_port, no_ui, sandbox_port, data_dir)
+    log_file = _stack_logging(data_dir, logging.ERROR)
+    out = Console(stderr=True) if as_json else console
+
+    async def body(stack: "DevStack") -> DemoResult:
+        _print_stack(stack, out, log_file)
+        result = await run_demo(
+            stack,
+            recipients=recipients,
+            console=out,
+            messaging_limit_backoff=messaging_limit_backoff,
+        )
+        print_summary(result, out)
+        if as_json:
+            print_json(result.as_json())
+        if not no_wait:
+            out.print("the stack keeps running for you to look around: Ctrl-C to stop")
+            await asyncio.Event().wait()
+        return result
+
+    result = _run_stack(options, body)
+    if result is not None and result.progress.status is not CampaignStatus.COMPLETED:
+        fail(f"the demo campaign ended {result.progress.status.value}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from whatsapp_campaigns import metrics
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
@@ -60,12 +61,14 @@ class SendActivities:
                 components=await self._components(job),
                 biz_opaque_callback_data=str(job.message_id),
             )
-            provider_message_id = await self._provider.send_template(send)
+            with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
+                provider_message_id = await self._provider.send_template(send)
         except ProviderError as error:
             raise await self._failed(job, error) from error
         status = await asyncio.to_thread(
             messages.record_accepted, self._db, job.message_id, provider_message_id
         )
+        metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
     async def _start_attempt(self, message_id: int) -> AttemptStart:
@@ -117,6 +120,8 @@ class SendActivities:
             # No HTTP answer at all: WhatsApp may have accepted it; reconcile before resending.
             outcome_unknown=error_class is ErrorClass.TRANSIENT and error.http_status is None,
         )
+        metrics.record_send(status)  # latency already observed by time_send (if called)
+        metrics.record_rate_limit(error_class)  # counts rate-limit classes only
         activity.logger.warning(
             "message %d of campaign %s: attempt %d failed (%s, code %s: %s)%s",
             job.message_id,

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from whatsapp_campaigns import metrics
 from whatsapp_campaigns.domain.policy import DEFAULT_STOP_KEYWORDS
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.settings import Settings
@@ -90,7 +91,10 @@ async def receive(request: Request) -> JSONResponse:
     if not isinstance(payload, dict):
         log.warning("webhook refused: body is JSON but not an object")
         return _error(400, "malformed payload")
-    parsed = parse_webhook(payload, received_at=datetime.now(UTC))
+    received_at = datetime.now(UTC)
+    parsed = parse_webhook(payload, received_at=received_at)
+    for update in parsed.statuses:  # WhatsApp's timestamp -> its arrival here
+        metrics.record_webhook_lag((received_at - update.at).total_seconds())
     try:
         statuses, replies = await run_in_threadpool(_apply, db, settings, parsed)
     except SQLAlchemyError:

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from whatsapp_campaigns.activities.campaign import CampaignActivities
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.models import Sender
+from whatsapp_campaigns.metrics import make_runtime, start_worker_metrics
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog
 from whatsapp_campaigns.store.db import Database
@@ -113,7 +114,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    client = await connect(settings)
+    if settings.worker_metrics_port is not None:  # business metrics, /metrics
+        start_worker_metrics(settings.worker_metrics_port)
+    # The SDK's own metrics (Prometheus on CAMPAIGNS_TEMPORAL_METRICS_BIND), when set.
+    client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     db = Database(settings.database_url)
     provider = make_provider(settings)
     workers = build_workers(client, settings, db, provider)

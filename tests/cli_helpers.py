@@ -1,0 +1,117 @@
+"""Running the `campaigns` CLI in tests: in-process through typer's CliRunner (fast, with its own
+environment), or as a real subprocess for the commands that serve or own the process."""
+
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner, Result
+
+from whatsapp_campaigns.cli import app
+from whatsapp_campaigns.settings import get_settings
+
+CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
+
+
+def temporal_cli() -> str:
+    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+
+
+def invoke(args: Sequence[str], env: dict[str, str]) -> Result:
+    """Run `campaigns ARGS` in this process with `env` on top of the environment."""
+    get_settings.cache_clear()  # the CLI reads its settings once per process otherwise
+    try:
+        return CliRunner().invoke(app, list(args), env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+async def invoke_async(args: Sequence[str], env: dict[str, str]) -> Result:
+    """`invoke` from async code: the CLI runs its own event loop, so it gets a thread."""
+    return await asyncio.to_thread(invoke, args, env)
+
+
+def ok_json(result: Result) -> Any:
+    """The JSON a successful command printed."""
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}"
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: Result) -> str:
+    """A refused command: non-zero exit, nothing on stdout, one `error: ...` line on stderr."""
+    assert result.exit_code != 0, result.output
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def write_audience_csv(path: Path, phones: Sequence[str]) -> Path:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["phone", "name", "order_id"])
+        for index, phone in enumerate(phones):
+            writer.writerow([phone, f"Customer {index}", f"A{index}"])
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """This environment without the settings a developer may have exported, plus `overrides`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CAMPAIGNS_", "WHATSAPP_", "TEMPORAL_"))
+    }
+    return env | overrides
+
+
+@contextlib.contextmanager
+def serving(
+    args: Sequence[str], env: dict[str, str], ready_url: str, *, timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM."""
+    process = subprocess.Popen(
+        [CAMPAIGNS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise AssertionError(f"campaigns {' '.join(args)} exited: {output}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1.0).status_code < 500:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{ready_url} did not answer in {timeout} s")
+            time.sleep(0.2)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,0 +1,228 @@
+"""The CLI without Temporal: bad input, templates, the `api` and `sandbox` servers (real
+subprocesses: signed webhooks from one to the other, API keys), and the dev stack's own checks.
+
+The commands that steer campaigns are tested on a real dev server in test_cli_e2e.py."""
+
+import asyncio
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli_helpers import (
+    CAMPAIGNS,
+    free_port,
+    invoke,
+    ok_json,
+    one_line_error,
+    serving,
+    subprocess_env,
+)
+from whatsapp_campaigns.demo import MAGIC_NUMBERS, demo_phone_numbers, write_demo_audience
+from whatsapp_campaigns.devstack import StackOptions, stack_settings
+from whatsapp_campaigns.domain.phones import normalize_phone
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.fixtures import seed_sandbox
+from whatsapp_campaigns.whatsapp.cloud import CloudApiProvider
+from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.provider import TemplateSend
+
+
+def store_env(db: Database) -> dict[str, str]:
+    return {"CAMPAIGNS_DATABASE_URL": db.url, "CAMPAIGNS_PROVIDER": "sandbox"}
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["schedule", "c1", "--at", "tomorrow"], "--at: 'tomorrow' is not an ISO 8601 time"),
+        (["schedule", "c1", "--at", "2026-12-01T09:00:00"], "has no UTC offset"),
+        (["schedule", "c1", "--at", "2026-13-01T09:00:00+00:00"], "is not an ISO 8601 time"),
+        (["schedule", "c1"], "give exactly one of --at TIME or --now"),
+        (["schedule", "c1", "--now", "--at", "2026-12-01T09:00:00Z"], "give exactly one of"),
+        (["reschedule", "c1", "--at", "next monday"], "--at: 'next monday' is not an ISO 8601"),
+        (["list", "--since", "yesterday"], "--since: 'yesterday' is not an ISO 8601 time"),
+    ],
+)
+def test_a_malformed_time_is_one_line_and_a_non_zero_exit(args: list[str], expected: str) -> None:
+    # TEMPORAL_ADDRESS points nowhere: the time is refused before anything is contacted.
+    line = one_line_error(invoke(args, {"TEMPORAL_ADDRESS": "127.0.0.1:1"}))
+    assert expected in line
+
+
+def test_an_unknown_campaign_in_report_is_one_line(db: Database) -> None:
+    line = one_line_error(invoke(["report", "nope"], store_env(db)))
+    assert "nope" in line and "not found" in line
+
+
+# ------------------------------------------------------------------------------ templates
+
+
+def test_templates_sync_then_list(db: Database) -> None:
+    seed_sandbox(db)
+    assert ok_json(invoke(["templates", "list", "--json"], store_env(db))) == []
+
+    synced = ok_json(invoke(["templates", "sync", "--json"], store_env(db)))
+    listed = ok_json(invoke(["templates", "list", "--json"], store_env(db)))
+
+    assert synced["synced"] == 4
+    assert sorted(synced["templates"], key=lambda t: t["name"]) == sorted(
+        listed, key=lambda t: t["name"]
+    )
+    statuses = {t["name"]: t["status"] for t in listed}
+    assert statuses == {
+        "order_update": "APPROVED",
+        "spring_sale": "APPROVED",
+        "promo_pending": "PENDING",
+        "promo_paused": "PAUSED",
+    }
+    order_update = next(t for t in listed if t["name"] == "order_update")
+    assert order_update["variables"] == ["name", "order_id"]
+
+
+def test_templates_list_shows_a_table(db: Database) -> None:
+    seed_sandbox(db)
+    invoke(["templates", "sync"], store_env(db))
+    result = invoke(["templates", "list"], store_env(db))
+    assert result.exit_code == 0
+    assert "promo_pending" in result.stdout and "PENDING" in result.stdout
+
+
+def test_templates_sync_for_an_unknown_account_is_one_line(db: Database) -> None:
+    line = one_line_error(invoke(["templates", "sync", "--account", "ghost"], store_env(db)))
+    assert "unknown account ghost" in line
+
+
+# ------------------------------------------------- `campaigns api` and `campaigns sandbox`
+
+
+def test_api_and_sandbox_servers_with_api_keys_and_signed_webhooks(db: Database) -> None:
+    """The two serving commands as an operator runs them: the sandbox posts its status
+    webhooks, signed with the shared secret, to the API, which accepts them (and records their
+    lag); the REST routes want a known key."""
+    seed_sandbox(db)
+    api_port, sandbox_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    env = subprocess_env(
+        CAMPAIGNS_DATABASE_URL=db.url,
+        CAMPAIGNS_API_KEYS="good-key",
+        WHATSAPP_APP_SECRET="shared-secret",
+    )
+    api_args = ["api", "--port", str(api_port)]
+    sandbox_args = ["sandbox", "--port", str(sandbox_port), "--webhook-delay", "0.05"]
+    sandbox_args += ["--webhook-url", f"{api}/webhooks/whatsapp"]
+    with (
+        serving(api_args, env, f"{api}/healthz"),
+        serving(sandbox_args, env, f"{sandbox}/v21.0/sandbox/message_templates"),
+    ):
+        wrong = httpx.get(f"{api}/campaigns", headers={"Authorization": "Bearer guess"})
+        missing = httpx.get(f"{api}/campaigns")
+        right = httpx.get(f"{api}/campaigns", headers={"Authorization": "Bearer good-key"})
+        assert (wrong.status_code, wrong.json()) == (401, {"detail": "unknown API key"})
+        assert (missing.status_code, missing.json()) == (401, {"detail": "missing bearer API key"})
+        assert right.status_code == 200
+        assert httpx.get(f"{api}/docs").status_code == 200
+        assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+
+        asyncio.run(_send_one(sandbox))
+        # sent, delivered, read: three signed webhooks reach the API and are measured.
+        deadline = time.monotonic() + 15
+        while _webhook_lag_count(api) < 3:
+            assert time.monotonic() < deadline, httpx.get(f"{api}/metrics").text[-2000:]
+            time.sleep(0.2)
+
+
+async def _send_one(sandbox_url: str) -> None:
+    provider = CloudApiProvider(sandbox_url, "v21.0", "any-token")
+    try:
+        templates = await provider.list_templates("sandbox")
+        spring_sale = next(t for t in templates if t.name == "spring_sale")
+        message_id = await provider.send_template(
+            TemplateSend(
+                sender_phone_number_id="sandbox-sender-1",
+                to="+12025551234",
+                template="spring_sale",
+                language="en",
+                components=body_components(spring_sale, {"name": "Ana"}),
+                biz_opaque_callback_data="cli-test-1",
+            )
+        )
+        assert message_id.startswith("wamid.")
+    finally:
+        await provider.aclose()
+
+
+def _webhook_lag_count(api: str) -> float:
+    for line in httpx.get(f"{api}/metrics").text.splitlines():
+        if line.startswith("campaigns_webhook_lag_seconds_count"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+# ---------------------------------------------------------------------- the dev stack
+
+
+def test_dev_refuses_a_port_in_use_in_one_line(tmp_path: Path, db: Database) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [CAMPAIGNS, "dev", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+        args += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+        done = subprocess.run(
+            args,
+            env=subprocess_env(CAMPAIGNS_DATABASE_URL=db.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"error: port {port} on 127.0.0.1 is in use (is a stack already running?); "
+        "choose another with --port (the API)"
+    ]
+
+
+def test_the_stack_points_the_worker_at_the_sandbox_server() -> None:
+    options = StackOptions(temporal_port=17233, ui_port=18233, sandbox_port=18001)
+    settings = stack_settings(Settings(CAMPAIGNS_PROVIDER="sandbox"), options)
+    assert settings.temporal_address == "127.0.0.1:17233"
+    assert settings.provider == "cloud"
+    assert settings.whatsapp_api_base_url == "http://127.0.0.1:18001"
+    assert settings.whatsapp_access_token
+    assert settings.whatsapp_business_account_id == "sandbox"
+
+
+def test_the_demo_audience_has_every_magic_number_once_among_valid_numbers(
+    tmp_path: Path,
+) -> None:
+    numbers = demo_phone_numbers(300)
+    assert len(numbers) == len(set(numbers)) == 300
+    assert set(MAGIC_NUMBERS) <= set(numbers)
+    assert all(normalize_phone(n, "US") == n for n in numbers)
+    positions = sorted(numbers.index(m) for m in MAGIC_NUMBERS)
+    assert positions[-1] - positions[0] > 200  # spread out, not bunched together
+
+    lines = write_demo_audience(tmp_path / "a.csv", 300).read_text().splitlines()
+    assert lines[0] == "phone,name,order_id"
+    assert len(lines) == 1 + 300 + 2  # plus one invalid row and one duplicate
+
+
+def test_a_large_demo_audience_stays_distinct_and_valid() -> None:
+    numbers = demo_phone_numbers(20_000)
+    assert len(set(numbers)) == 20_000
+    assert all(normalize_phone(n, "US") == n for n in numbers[::997])
+
+
+def test_the_demo_audience_size_is_bounded() -> None:
+    with pytest.raises(ValueError, match="between"):
+        demo_phone_numbers(5)
