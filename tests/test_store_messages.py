@@ -1,7 +1,9 @@
 """Per-message store operations: materialize, page, claim a send, record its outcome, finish what
 is left, retry failures, count (SPEC §3 message statuses; §4 rules 2, 6, 7, 10, 11, 12)."""
 
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -288,6 +290,22 @@ def test_start_attempt_claims_a_queued_message_with_everything_the_send_needs(
     assert (job.sender_phone_number_id, job.phone_e164) == (SENDER, _phones(1)[0])
     assert (job.template_name, job.language, job.variables) == ("spring_sale", "en", {"name": "C0"})
     assert (job.attempt, job.policy.max_attempts) == (1, 5)
+
+
+def test_concurrent_claims_of_one_message_hand_it_out_once(account: Database) -> None:
+    _, (message_id,) = _queued(account)
+    claimants = 8
+    barrier = threading.Barrier(claimants)
+
+    def claim() -> messages.AttemptStart:
+        barrier.wait()
+        return messages.start_attempt(account, message_id, reconcile_window=WINDOW)
+
+    with ThreadPoolExecutor(claimants) as pool:
+        starts = list(pool.map(lambda _: claim(), range(claimants)))
+
+    assert sum(1 for start in starts if start.job is not None) == 1
+    assert _row(account, message_id).attempts == 1
 
 
 def test_start_attempt_marks_the_message_sending_and_counts_the_attempt(

@@ -201,9 +201,15 @@ def start_attempt(
             and now - row.sending_at < reconcile_window
         ):
             return AttemptStart(unresolved_since=row.sending_at)
-        connection.execute(
+        claimed = connection.execute(
             update(MessageRow)
-            .where(MessageRow.id == message_id)
+            # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks
+            # this after the row lock), only one gets the message.
+            .where(
+                MessageRow.id == message_id,
+                MessageRow.attempts == row.attempts,
+                MessageRow.provider_message_id.is_(None),
+            )
             .values(
                 status=MessageStatus.SENDING.value,
                 attempts=MessageRow.attempts + 1,
@@ -211,6 +217,8 @@ def start_attempt(
                 updated_at=now,
             )
         )
+        if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
+            return AttemptStart(unresolved_since=now)
     return AttemptStart(
         job=SendJob(
             message_id=message_id,
