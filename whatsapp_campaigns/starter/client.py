@@ -77,10 +77,9 @@ UPDATE_RETRY_DELAY = 0.25  # seconds; a continue-as-new takes well under the 5 s
 
 
 def _run_is_closing(error: RPCError) -> bool:
-    """True for the refusals the server gives while a run is ending (e.g. continue-as-new)."""
-    return error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION) and (
-        "closing" in error.message or "already completed" in error.message
-    )
+    """True for the refusals the server gives while a run is ending (e.g. continue-as-new):
+    "workflow is closing" (RESOURCE_EXHAUSTED) and "already completed" (NOT_FOUND)."""
+    return "workflow is closing" in error.message or "already completed" in error.message
 
 
 def workflow_id(campaign_id: str) -> str:
@@ -346,12 +345,16 @@ class CampaignsClient:
             return await self._store(progress_from_store, self.db, campaign_id)
 
     async def _still_running(self, campaign_id: str) -> bool:
-        """Whether the campaign's workflow (its latest run) is running."""
+        """Whether the campaign's workflow chain is still running."""
         try:
             description = await self._handle(campaign_id).describe()
         except RPCError:
             return False
-        return description.status is WorkflowExecutionStatus.RUNNING
+        # CONTINUED_AS_NEW: caught between two runs of the chain; the next one is coming.
+        return description.status in (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.CONTINUED_AS_NEW,
+        )
 
     def _handle(self, campaign_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(workflow_id(campaign_id))
