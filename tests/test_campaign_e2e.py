@@ -5,15 +5,11 @@ The messaging-limit backoff is shortened by policy here: a dev server does not s
 """
 
 import asyncio
-import shutil
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
@@ -40,21 +36,6 @@ EXPECTED_MAGIC = {
     "+12025550107": MessageStatus.DELIVERED,
     "+12025550108": MessageStatus.FAILED,
 }
-
-
-def temporal_cli() -> str:
-    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture

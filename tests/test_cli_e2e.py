@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import Result
 
@@ -31,10 +30,10 @@ from tests.cli_helpers import (
     ok_json,
     one_line_error,
     subprocess_env,
-    temporal_cli,
     write_audience_csv,
 )
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.servers import temporal_cli
 from whatsapp_campaigns.domain.models import CampaignDraft, Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -44,22 +43,10 @@ from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.e2e
 
 SENDER = SANDBOX_SENDER.phone_number_id
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture

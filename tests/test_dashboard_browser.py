@@ -10,12 +10,8 @@ The run saves the screenshots that the README shows (docs/screenshots/).
 """
 
 import asyncio
-import contextlib
 import io
 import os
-import shutil
-import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.async_api import FilePayload, Locator, Page, async_playwright, expect
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.servers import serving
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.domain.models import CampaignDraft
 from whatsapp_campaigns.settings import Settings
@@ -36,7 +31,6 @@ from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import CallbackWebhookSink
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 CHROMIUM = os.environ.get("CAMPAIGNS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -78,43 +72,6 @@ class Stack:
     client: CampaignsClient
 
 
-def temporal_cli() -> str:
-    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )
-    yield env
-    await env.shutdown()
-
-
-@contextlib.asynccontextmanager
-async def serve(app: object) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free loopback port; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.025)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 @pytest.fixture
 async def stack(dev_server: WorkflowEnvironment, db_url: str) -> AsyncIterator[Stack]:
     webhook_target: dict[str, str] = {}
@@ -141,7 +98,7 @@ async def stack(dev_server: WorkflowEnvironment, db_url: str) -> AsyncIterator[S
         )
         client = CampaignsClient(dev_server.client, engine.db, settings)
         app = create_app(settings, engine.db, campaigns_client=client)
-        async with serve(app) as base_url:
+        async with serving(app) as base_url:
             webhook_target["url"] = f"{base_url}/webhooks/whatsapp"
             yield Stack(engine=engine, base_url=base_url, client=client)
             await emulator.drain_webhooks()

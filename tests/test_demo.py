@@ -19,9 +19,9 @@ from tests.cli_helpers import (
     ok_json,
     serving,
     subprocess_env,
-    temporal_cli,
     write_audience_csv,
 )
+from tests.servers import temporal_cli
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import campaigns, messages, optouts
 from whatsapp_campaigns.store.db import Database

@@ -7,23 +7,17 @@ accepted while the worker died are reconciled by their "sent" webhook before any
 """
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers
-from tests.test_campaign_e2e import temporal_cli
+from tests.servers import serving
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -35,41 +29,11 @@ from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.e2e
 
 RECIPIENTS = 600
 RECONCILE_SECONDS = 3
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )
-    yield env
-    await env.shutdown()
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Serve `app` on a free local port for the block; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

