@@ -16,6 +16,7 @@ from tests.engine_harness import ORDINARY, Engine, ordinary_numbers, running_eng
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy, SuccessCriterion
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.store.fixtures import SANDBOX_SENDER
 from whatsapp_campaigns.temporal_client import register_search_attributes
 
 INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
@@ -200,6 +201,23 @@ async def test_three_failed_attempts_end_the_message_failed(engine: Engine) -> N
     assert engine.attempts(campaign_id, BROKEN) == 3
     assert final.status is CampaignStatus.COMPLETED
     assert final.errors and final.errors[0].count == 1
+
+
+async def test_throughput_limits_slow_the_campaign_down_without_spending_attempts(
+    engine: Engine,
+) -> None:
+    # WhatsApp takes 3 messages a second from this sender; 9 arrive at once. The flaky number
+    # is last, so its first call is refused for throughput before its two transient errors.
+    engine.emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 3)
+    policy = CampaignPolicy(throughput_backoff=timedelta(seconds=1))
+    campaign_id = await engine.campaign([*ordinary_numbers(8), FLAKY], policy=policy)
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert MessageStatus.FAILED not in engine.statuses(campaign_id).values()
+    assert engine.attempts(campaign_id, FLAKY) == 3  # its throughput refusals were not attempts
+    assert len(engine.emulator.accepted_sends) == 9
 
 
 async def test_messaging_limit_throttles_the_campaign_and_succeeds_12_hours_later(

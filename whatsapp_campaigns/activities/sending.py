@@ -26,6 +26,9 @@ from whatsapp_campaigns.whatsapp.components import body_components
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
 TEMPLATE_CACHE_SECONDS = 60.0
+# Throughput-limit waits inside one attempt (each `throughput_backoff`, 5 s by default) before
+# the refusal counts as a failed attempt; well within the 20 s heartbeat and 90 s timeouts.
+THROUGHPUT_WAITS_PER_ATTEMPT = 3
 
 
 class SendActivities:
@@ -61,8 +64,7 @@ class SendActivities:
                 components=await self._components(job),
                 biz_opaque_callback_data=str(job.message_id),
             )
-            with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
-                provider_message_id = await self._provider.send_template(send)
+            provider_message_id = await self._send_slowing_down(job, send)
         except ProviderError as error:
             raise await self._failed(job, error) from error
         status = await asyncio.to_thread(
@@ -70,6 +72,25 @@ class SendActivities:
         )
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
+
+    async def _send_slowing_down(self, job: SendJob, send: TemplateSend) -> str:
+        """Call WhatsApp; on a throughput limit (130429: refused before WhatsApp looked at the
+        message), wait and call again within this attempt, so a burst slows the campaign down
+        instead of spending the message's attempts (SPEC §4 rule 6)."""
+        for wait in range(THROUGHPUT_WAITS_PER_ATTEMPT + 1):
+            try:
+                with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
+                    return await self._provider.send_template(send)
+            except ProviderError as error:
+                if (
+                    error.error_class is not ErrorClass.THROUGHPUT_LIMITED
+                    or wait == THROUGHPUT_WAITS_PER_ATTEMPT
+                ):
+                    raise
+                metrics.record_rate_limit(error.error_class)
+                await self._report_sender_limited(job, error)  # the campaign's window shrinks
+                await _wait_heartbeating(job.policy.throughput_backoff.total_seconds())
+        raise AssertionError("unreachable")
 
     async def _start_attempt(self, message_id: int) -> AttemptStart:
         while True:
@@ -168,3 +189,11 @@ class SendActivities:
             await (
                 activity.client().get_workflow_handle(workflow_id).signal("sender_limited", notice)
             )
+
+
+async def _wait_heartbeating(seconds: float) -> None:
+    """Sleep, heartbeating every few seconds so the 20 s heartbeat timeout never fires."""
+    while seconds > 0:
+        activity.heartbeat("throughput limited: waiting before calling again")
+        await asyncio.sleep(min(seconds, 5.0))
+        seconds -= 5.0
