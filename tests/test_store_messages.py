@@ -18,7 +18,7 @@ from whatsapp_campaigns.domain.models import ErrorCount
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import messages
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.models import MessageRow, OptOut, RecipientRow, utcnow
+from whatsapp_campaigns.store.models import CampaignRow, MessageRow, OptOut, RecipientRow, utcnow
 
 S = CampaignStatus
 M = MessageStatus
@@ -534,11 +534,50 @@ def test_a_final_failure_sets_the_failure_status_with_the_error_code_and_title(
 def test_a_failure_with_an_unknown_outcome_leaves_the_message_sending(account: Database) -> None:
     _, (message_id,) = _queued(account)
     messages.start_attempt(account, message_id, reconcile_window=WINDOW)
-    sending_at = _row(account, message_id).sending_at
     status = _fail(account, message_id, code=None, title="timed out", outcome_unknown=True)
     assert status is M.SENDING
     row = _row(account, message_id)
-    assert (row.status, row.sending_at, row.error_title) == ("sending", sending_at, "timed out")
+    assert (row.status, row.error_title) == ("sending", "timed out")
+
+
+def test_the_reconcile_wait_after_an_unknown_outcome_counts_from_the_failure(
+    account: Database,
+) -> None:
+    _, (message_id,) = _queued(account)
+    messages.start_attempt(account, message_id, reconcile_window=WINDOW)
+    _set(account, message_id, sending_at=utcnow() - 2 * WINDOW)  # a long attempt
+    _fail(account, message_id, code=None, title="timed out", outcome_unknown=True)
+
+    again = messages.start_attempt(account, message_id, reconcile_window=WINDOW)
+
+    assert again.job is None and again.unresolved_since is not None
+
+
+def test_resume_attempt_restarts_the_attempt_clock_while_the_campaign_sends(
+    account: Database,
+) -> None:
+    _, (message_id,) = _queued(account)
+    messages.start_attempt(account, message_id, reconcile_window=WINDOW)
+    _set(account, message_id, sending_at=utcnow() - 2 * WINDOW)
+
+    assert messages.resume_attempt(account, message_id) is True
+    row = _row(account, message_id)
+    assert row.status == "sending" and row.sending_at > utcnow() - WINDOW
+
+
+def test_resume_attempt_hands_the_message_back_when_the_campaign_paused(
+    account: Database,
+) -> None:
+    campaign_id, (message_id,) = _queued(account)
+    messages.start_attempt(account, message_id, reconcile_window=WINDOW)
+    with account.session() as session:
+        session.execute(
+            update(CampaignRow).where(CampaignRow.id == campaign_id).values(status="paused")
+        )
+
+    assert messages.resume_attempt(account, message_id) is False
+    row = _row(account, message_id)
+    assert (row.status, row.attempts, row.sending_at) == ("queued", 0, None)
 
 
 def test_a_final_failure_with_an_unknown_outcome_still_fails_the_message(

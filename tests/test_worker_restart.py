@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ async def test_a_killed_worker_neither_loses_nor_duplicates_a_message(
         )
         emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 1000)
         async with serving(create_sandbox_app(emulator)) as sandbox_url:
-            task_queue = f"campaigns-restart-{tmp_path.name[-8:]}"
+            task_queue = f"campaigns-restart-{uuid.uuid4().hex[:8]}"
             worker_env = {
                 "CAMPAIGNS_DATABASE_URL": db_url,
                 "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
@@ -96,7 +97,7 @@ async def test_a_killed_worker_neither_loses_nor_duplicates_a_message(
                 handle = await engine.start(campaign_id)
                 await wait_until_sent(emulator, RECIPIENTS // 4)
                 first.send_signal(signal.SIGKILL)
-                first.wait()
+                await asyncio.to_thread(first.wait)
                 sent_before_restart = len(emulator.accepted_sends)
 
                 second = start_worker(worker_env, log)
@@ -104,7 +105,7 @@ async def test_a_killed_worker_neither_loses_nor_duplicates_a_message(
                     final = await asyncio.wait_for(handle.result(), timeout=240)
                 finally:
                     second.send_signal(signal.SIGTERM)
-                    second.wait(timeout=30)
+                    await asyncio.to_thread(second.wait, 30)
             finally:
                 if first.poll() is None:
                     first.kill()

@@ -531,10 +531,11 @@ def db_upgrade() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker: the campaign workflows, their activities, one send queue per sender."""
-    from whatsapp_campaigns.workers.main import run_worker
+    from whatsapp_campaigns.workers.main import exit_after_shutdown, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     _guard(run_worker(get_settings()))
+    exit_after_shutdown()
 
 
 HostOption = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]

@@ -9,11 +9,14 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 """
 
 import asyncio
+import itertools
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
@@ -26,9 +29,10 @@ from whatsapp_campaigns.whatsapp.components import body_components
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
 TEMPLATE_CACHE_SECONDS = 60.0
-# Throughput-limit waits inside one attempt (each `throughput_backoff`, 5 s by default) before
-# the refusal counts as a failed attempt; well within the 20 s heartbeat and 90 s timeouts.
-THROUGHPUT_WAITS_PER_ATTEMPT = 3
+# How long one attempt may keep waiting out throughput limits before the refusal counts as a
+# failed attempt. With the reconcile wait before it (30 s) and a last call, an attempt stays
+# well inside the send activity's 90 s start-to-close timeout.
+THROUGHPUT_WAIT_BUDGET_SECONDS = 20.0
 
 
 class SendActivities:
@@ -67,29 +71,38 @@ class SendActivities:
             provider_message_id = await self._send_slowing_down(job, send)
         except ProviderError as error:
             raise await self._failed(job, error) from error
+        if provider_message_id is None:  # paused or cancelled while slowed down: handed back
+            return SendResult(message_id=job.message_id, halted=True)
         status = await asyncio.to_thread(
             messages.record_accepted, self._db, job.message_id, provider_message_id
         )
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
-    async def _send_slowing_down(self, job: SendJob, send: TemplateSend) -> str:
-        """Call WhatsApp; on a throughput limit (130429: refused before WhatsApp looked at the
-        message), wait and call again within this attempt, so a burst slows the campaign down
-        instead of spending the message's attempts (SPEC §4 rule 6)."""
-        for wait in range(THROUGHPUT_WAITS_PER_ATTEMPT + 1):
+    async def _send_slowing_down(self, job: SendJob, send: TemplateSend) -> str | None:
+        """Call WhatsApp. On a throughput limit (130429: refused before WhatsApp looked at the
+        message) wait and call again within this attempt, so a burst slows the campaign down
+        instead of spending the message's attempts (SPEC §4 rule 6). Before each new call the
+        campaign must still be sending (else the message is handed back: None) and the
+        attempt's clock restarts, so reconciliation counts from the latest call."""
+        started = time.monotonic()
+        for call in itertools.count(1):
             try:
                 with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
                     return await self._provider.send_template(send)
             except ProviderError as error:
-                if (
-                    error.error_class is not ErrorClass.THROUGHPUT_LIMITED
-                    or wait == THROUGHPUT_WAITS_PER_ATTEMPT
-                ):
+                if error.error_class is not ErrorClass.THROUGHPUT_LIMITED:
                     raise
+                # Jittered, so refused sends do not all come back at the same instant.
+                wait = job.policy.throughput_backoff.total_seconds() * random.uniform(0.5, 1.5)
+                if time.monotonic() - started + wait > THROUGHPUT_WAIT_BUDGET_SECONDS:
+                    raise  # a failed attempt after all; Temporal retries it later
                 metrics.record_rate_limit(error.error_class)
-                await self._report_sender_limited(job, error)  # the campaign's window shrinks
-                await _wait_heartbeating(job.policy.throughput_backoff.total_seconds())
+                if call == 1:  # one notice per attempt is enough to shrink the window
+                    await self._report_sender_limited(job, error)
+            await _wait_heartbeating(wait)
+            if not await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id):
+                return None
         raise AssertionError("unreachable")
 
     async def _start_attempt(self, message_id: int) -> AttemptStart:
@@ -185,10 +198,13 @@ class SendActivities:
             error_class=error.error_class, retry_after=wait, code=error.code, title=error.title
         )
         workflow_id = activity.info().workflow_id
-        if workflow_id is not None:  # None only when run outside a workflow (tests)
-            await (
-                activity.client().get_workflow_handle(workflow_id).signal("sender_limited", notice)
-            )
+        if workflow_id is None:  # only when run outside a workflow (tests)
+            return
+        try:
+            handle = activity.client().get_workflow_handle(workflow_id)
+            await handle.signal("sender_limited", notice)
+        except RPCError as error:  # a hint to the workflow; the send's outcome does not hang on it
+            activity.logger.warning("could not tell the campaign to slow down: %s", error)
 
 
 async def _wait_heartbeating(seconds: float) -> None:

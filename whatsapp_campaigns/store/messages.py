@@ -207,6 +207,7 @@ def start_attempt(
             # this after the row lock), only one gets the message.
             .where(
                 MessageRow.id == message_id,
+                MessageRow.status == row.message_status,
                 MessageRow.attempts == row.attempts,
                 MessageRow.provider_message_id.is_(None),
             )
@@ -233,6 +234,44 @@ def start_attempt(
             policy=CampaignPolicy.model_validate(row.policy),
         )
     )
+
+
+def resume_attempt(db: Database, message_id: int) -> bool:
+    """Before calling WhatsApp again within one attempt (after a throughput refusal, which
+    WhatsApp did not accept): True, with the attempt's clock (`sending_at`) restarted, while the
+    campaign may still send. Otherwise the claim is handed back, not counted as an attempt (the
+    message is queued or retrying again), and False."""
+    now = utcnow()
+    claimed = and_(
+        MessageRow.id == message_id,
+        MessageRow.status == MessageStatus.SENDING.value,
+        MessageRow.provider_message_id.is_(None),
+    )
+    with db.transaction() as connection:
+        campaign_status = connection.execute(
+            select(CampaignRow.status)
+            .join(MessageRow, MessageRow.campaign_id == CampaignRow.id)
+            .where(MessageRow.id == message_id)
+        ).scalar_one()
+        if campaign_status in _SENDABLE_CAMPAIGN_STATUSES:
+            connection.execute(
+                update(MessageRow).where(claimed).values(sending_at=now, updated_at=now)
+            )
+            return True
+        connection.execute(
+            update(MessageRow)
+            .where(claimed)
+            .values(
+                status=case(
+                    (MessageRow.attempts > 1, MessageStatus.RETRYING.value),
+                    else_=MessageStatus.QUEUED.value,
+                ),
+                attempts=MessageRow.attempts - 1,
+                sending_at=None,
+                updated_at=now,
+            )
+        )
+        return False
 
 
 _SEND_JOB_QUERY = (
@@ -305,7 +344,9 @@ def record_failure(
     """Record a failed attempt: `retrying` when another attempt follows, else the final status.
 
     `outcome_unknown` (a timeout with no answer) leaves the message in `sending`: WhatsApp may
-    have accepted it, so the next attempt waits for reconciliation before sending again.
+    have accepted it, so the next attempt waits for reconciliation before sending again. The
+    wait counts from now (`sending_at`), not from the claim: the unanswered call may have been
+    the last of several within the attempt.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -315,6 +356,8 @@ def record_failure(
         "updated_at": now,
     }
     new = error_class.final_message_status if final else MessageStatus.RETRYING
+    if outcome_unknown and not final:
+        values["sending_at"] = now
     if final or not outcome_unknown:
         may_move = MessageRow.status.in_([s.value for s in statuses_that_can_become(new)])
         values["status"] = case((may_move, new.value), else_=MessageRow.status)
