@@ -142,7 +142,10 @@ class SendActivities:
     async def _failed(self, job: SendJob, error: ProviderError) -> ApplicationError:
         """Record the failed attempt and say how Temporal should retry it."""
         error_class = error.error_class
-        final = not error_class.is_retryable or job.attempt >= job.policy.max_attempts
+        # Temporal's attempt count caps too: an attempt that failed before claiming the message
+        # (a store error) leaves the store's count behind, and this is then the last one.
+        last = max(job.attempt, activity.info().attempt) >= job.policy.max_attempts
+        final = not error_class.is_retryable or last
         status = await asyncio.to_thread(
             messages.record_failure,
             self._db,
