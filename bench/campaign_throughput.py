@@ -11,11 +11,17 @@ pause was accepted the last send started).
 
 import argparse
 import asyncio
+import contextlib
+import os
 import resource
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,26 +30,37 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine_harness import ordinary_numbers, running_engine
+from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.servers import serving
+from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus
+from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.starter.errors import CampaignRefused
+from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
+from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 
-def rss_mib() -> float:
-    """Current resident set size of this process (worker, sandbox and driver together)."""
-    with open("/proc/self/status") as status:
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident set size of a process: by default this one (worker, sandbox and driver
+    together); with --worker-process, the worker's own."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
-async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict[str, object]:
+async def measure(
+    recipients: int, shape: str, postgres_url: str | None, separate_worker: bool
+) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     db_url = postgres_url or f"sqlite:///{workdir / 'campaigns.db'}"
     upgrade(db_url)
@@ -55,10 +72,13 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
         search_attributes=ALL_SEARCH_ATTRIBUTES,
     )
     emulator = SandboxEmulator(latency=0.02)
+    running = (
+        worker_process(env, db_url, emulator)
+        if separate_worker
+        else in_process_worker(env, db_url, emulator, shape)
+    )
     try:
-        async with running_engine(
-            env.client, db_url, sender_rate=1000, emulator=emulator, send_mode=shape
-        ) as engine:
+        async with running as (engine, worker_pid):
             policy = CampaignPolicy(auto_pause_enabled=False)
             campaign_id = await engine.campaign(ordinary_numbers(recipients), policy=policy)
             handle = await engine.start(campaign_id)
@@ -72,7 +92,7 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
                 sent = len(emulator.accepted_sends)
                 if time.monotonic() - last_report > 2:
                     last_report = time.monotonic()
-                    rss_samples.append(rss_mib())
+                    rss_samples.append(rss_mib(worker_pid))
                     rate = sent / max(0.001, time.monotonic() - started)
                     print(f"  {sent:>7,} sent  {rate:6.0f} msg/s  rss {rss_samples[-1]:.0f} MiB")
                 if pause_to_quiet is None and sent >= recipients // 2:
@@ -104,11 +124,16 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
             return {
                 "recipients": recipients,
                 "shape": shape,
+                "worker": "own process (Cloud API client -> HTTP sandbox)"
+                if separate_worker
+                else "in this process (in-process sandbox)",
                 "seconds": round(elapsed, 1),
                 "messages_per_second": round(recipients / elapsed, 1),
                 "history_events_per_message": round(events / recipients, 2),
                 "workflow_runs": runs,
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mib": round(max(rss_samples))
+                if separate_worker
+                else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "rss_samples_mib": [
                     round(r) for r in rss_samples[:: max(1, len(rss_samples) // 6)]
                 ],
@@ -117,6 +142,53 @@ async def measure(recipients: int, shape: str, postgres_url: str | None) -> dict
     finally:
         await env.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(
+    env: WorkflowEnvironment, db_url: str, emulator: SandboxEmulator, shape: str
+) -> AsyncIterator[tuple[Engine, int | str]]:
+    async with running_engine(
+        env.client, db_url, sender_rate=1000, emulator=emulator, send_mode=shape
+    ) as engine:
+        yield engine, "self"
+
+
+@contextlib.asynccontextmanager
+async def worker_process(
+    env: WorkflowEnvironment, db_url: str, emulator: SandboxEmulator
+) -> AsyncIterator[tuple[Engine, int | str]]:
+    """`campaigns worker` in its own process, sending through the real Cloud API client to the
+    sandbox served over HTTP from this process: its RSS is the worker's alone."""
+    settings = Settings(
+        CAMPAIGNS_DATABASE_URL=db_url, CAMPAIGNS_TASK_QUEUE=f"bench-{uuid.uuid4().hex[:8]}"
+    )
+    db = Database(db_url)
+    seed_sandbox(db)
+    catalog.upsert_sender(db, Sender(**(SANDBOX_SENDER.model_dump() | {"rate_per_second": 1000})))
+    catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
+    emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 1000)
+    async with serving(create_sandbox_app(emulator)) as sandbox_url:
+        worker_env = os.environ | {
+            "CAMPAIGNS_DATABASE_URL": db_url,
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "CAMPAIGNS_TASK_QUEUE": settings.task_queue,
+            "CAMPAIGNS_PROVIDER": "cloud",
+            "WHATSAPP_API_BASE_URL": sandbox_url,
+            "WHATSAPP_ACCESS_TOKEN": "bench",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "whatsapp_campaigns.workers"],
+            env=worker_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield Engine(client=env.client, db=db, emulator=emulator, settings=settings), worker.pid
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(worker.wait, 60)
+            db.dispose()
 
 
 async def pause_and_measure(
@@ -135,8 +207,15 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--shape", choices=["activity", "local_activity"], default="activity")
     parser.add_argument("--postgres-url", default=None, help="store on PostgreSQL instead")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run the worker as its own process against the HTTP sandbox (its RSS alone)",
+    )
     args = parser.parse_args()
-    result = asyncio.run(measure(args.recipients, args.shape, args.postgres_url))
+    result = asyncio.run(
+        measure(args.recipients, args.shape, args.postgres_url, args.worker_process)
+    )
     for key, value in result.items():
         print(f"{key:>28}: {value}")
 

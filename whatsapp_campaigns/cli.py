@@ -531,9 +531,9 @@ def db_upgrade() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker: the campaign workflows, their activities, one send queue per sender."""
-    from whatsapp_campaigns.workers.main import exit_after_shutdown, run_worker
+    from whatsapp_campaigns.workers.main import configure_logging, exit_after_shutdown, run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     _guard(run_worker(get_settings()))
     exit_after_shutdown()
 

@@ -139,6 +139,12 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     db.dispose()
 
 
+def configure_logging() -> None:
+    """One line per event at INFO; httpx would add a line per WhatsApp call."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def exit_after_shutdown() -> NoReturn:
     """End the process once run_worker has shut down gracefully, skipping interpreter
     finalization: the Temporal core's Rust threads (with metrics on) can still call into
