@@ -728,11 +728,7 @@ async def _audience_context(
     }
 
 
-@router.post("/campaigns/new")
-async def create_campaign(
-    request: Request,
-    session: SessionDep,
-    csrf_token: OptionalText = None,
+def draft_form(
     name: Annotated[str, Form()] = "",
     template: Annotated[str, Form()] = "",
     sender: Annotated[str, Form()] = "",
@@ -741,12 +737,25 @@ async def create_campaign(
     phone_column: Annotated[str, Form()] = "phone",
     region: Annotated[str, Form()] = "",
     audience_name: Annotated[str, Form()] = "",
+) -> DraftForm:
+    """The draft editor's fields, posted by both "new" and "edit"."""
+    return DraftForm(
+        name, template, sender, audience_id, timezone, phone_column, region, audience_name
+    )
+
+
+DraftFormDep = Annotated[DraftForm, Depends(draft_form)]
+
+
+@router.post("/campaigns/new")
+async def create_campaign(
+    request: Request,
+    session: SessionDep,
+    form: DraftFormDep,
+    csrf_token: OptionalText = None,
     audience_file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     check_csrf(request, session, csrf_token)
-    form = DraftForm(
-        name, template, sender, audience_id, timezone, phone_column, region, audience_name
-    )
     return await _save_draft(request, session, None, form, audience_file)
 
 
@@ -771,22 +780,12 @@ async def edit_campaign(
     request: Request,
     campaign_id: str,
     session: SessionDep,
+    form: DraftFormDep,
     csrf_token: OptionalText = None,
-    name: Annotated[str, Form()] = "",
-    template: Annotated[str, Form()] = "",
-    sender: Annotated[str, Form()] = "",
-    audience_id: Annotated[str, Form()] = "",
-    timezone: Annotated[str, Form()] = "",
-    phone_column: Annotated[str, Form()] = "phone",
-    region: Annotated[str, Form()] = "",
-    audience_name: Annotated[str, Form()] = "",
     audience_file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     check_csrf(request, session, csrf_token)
     await _owned_campaign(_db(request), campaign_id, session)
-    form = DraftForm(
-        name, template, sender, audience_id, timezone, phone_column, region, audience_name
-    )
     return await _save_draft(request, session, campaign_id, form, audience_file)
 
 
