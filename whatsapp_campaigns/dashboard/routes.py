@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from whatsapp_campaigns.api.auth import is_known_key
-from whatsapp_campaigns.api.dependencies import ClientHolder
+from whatsapp_campaigns.api.dependencies import ClientHolder, get_db, get_settings
 from whatsapp_campaigns.api.routes_campaigns import report_csv_chunks
 from whatsapp_campaigns.dashboard import views
 from whatsapp_campaigns.dashboard.auth import (
@@ -54,7 +54,6 @@ from whatsapp_campaigns.domain.models import (
 from whatsapp_campaigns.domain.progress import percent_complete
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.domain.transitions import CampaignAction, allowed_actions
-from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
 from whatsapp_campaigns.store import audiences, campaigns, catalog, listing, reports
@@ -123,16 +122,6 @@ def build_templates() -> Jinja2Templates:
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
 
 
 def _signer(request: Request) -> Signer:
@@ -229,7 +218,7 @@ async def dashboard_root() -> RedirectResponse:
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
     target = safe_next(next)
-    settings = _settings(request)
+    settings = get_settings(request)
     if read_session(request) is not None:
         return redirect(request, target)
     if not settings.api_keys:
@@ -249,7 +238,7 @@ async def login(
     next: Annotated[str, Form()] = "/dashboard/",
 ) -> Response:
     check_origin(request)
-    settings = _settings(request)
+    settings = get_settings(request)
     target = safe_next(next)
     key = api_key.strip()
     if settings.api_keys and not (key and is_known_key(key, settings.api_keys)):
@@ -307,7 +296,7 @@ class ListRow:
 @router.get("/")
 async def campaign_list(request: Request, session: SessionDep) -> HTMLResponse:
     """The account's campaigns with filters, search, sort and pages."""
-    db = _db(request)
+    db = get_db(request)
     query = request.query_params
     valid_statuses = {s.value for s in CampaignStatus}
     statuses = [CampaignStatus(v) for v in query.getlist("status") if v in valid_statuses]
@@ -406,8 +395,8 @@ def _int(value: str | None, default: int) -> int:
 async def _campaign_context(
     request: Request, session: DashboardSession, campaign_id: str
 ) -> dict[str, Any]:
-    db = _db(request)
-    settings = _settings(request)
+    db = get_db(request)
+    settings = get_settings(request)
     campaign = await _owned_campaign(db, campaign_id, session)
     progress = await asyncio.to_thread(progress_from_store, db, campaign_id)
     throttled_until = progress.throttled_until
@@ -525,7 +514,7 @@ async def campaign_action(
     return_to: OptionalText = None,
 ) -> Response:
     check_csrf(request, session, csrf_token)
-    db = _db(request)
+    db = get_db(request)
     await _owned_campaign(db, campaign_id, session)
     try:
         chosen = CampaignAction(action)
@@ -657,8 +646,8 @@ async def _editor_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    db = _db(request)
-    settings = _settings(request)
+    db = get_db(request)
+    settings = get_settings(request)
     campaign = await _owned_campaign(db, campaign_id, session) if campaign_id else None
     form = form or (DraftForm.of(campaign) if campaign else DraftForm())
     templates = await asyncio.to_thread(catalog.list_templates, db, session.account)
@@ -701,7 +690,7 @@ async def _audience_context(
     request: Request, campaign: Campaign, template: Template | None
 ) -> dict[str, Any]:
     """The audience's import report and a preview for one of its first recipients."""
-    db = _db(request)
+    db = get_db(request)
     audience = await _audience(db, campaign.audience_id)
     if audience is None:
         return {"audience": None}
@@ -761,7 +750,7 @@ async def create_campaign(
 
 @router.get("/campaigns/{campaign_id}/edit")
 async def edit_campaign_form(request: Request, campaign_id: str, session: SessionDep) -> Response:
-    campaign = await _owned_campaign(_db(request), campaign_id, session)
+    campaign = await _owned_campaign(get_db(request), campaign_id, session)
     now = datetime.now(UTC)
     if CampaignAction.EDIT not in allowed_actions(
         campaign.status, campaign.policy, now=now, send_at=campaign.send_at
@@ -785,7 +774,7 @@ async def edit_campaign(
     audience_file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     check_csrf(request, session, csrf_token)
-    await _owned_campaign(_db(request), campaign_id, session)
+    await _owned_campaign(get_db(request), campaign_id, session)
     return await _save_draft(request, session, campaign_id, form, audience_file)
 
 
@@ -797,8 +786,8 @@ async def _save_draft(
     upload: UploadFile | None,
 ) -> Response:
     """Import the uploaded CSV (if any), then create or edit the draft with it."""
-    db = _db(request)
-    settings = _settings(request)
+    db = get_db(request)
+    settings = get_settings(request)
     notices = []
     try:
         if upload is not None and upload.filename:
@@ -861,7 +850,7 @@ async def report_page(
     status: str | None = None,
 ) -> HTMLResponse:
     """Every message with its status, error and timestamps, a page at a time."""
-    db = _db(request)
+    db = get_db(request)
     campaign = await _owned_campaign(db, campaign_id, session)
     chosen = MessageStatus(status) if status in {s.value for s in MessageStatus} else None
     rows = await asyncio.to_thread(
@@ -886,7 +875,7 @@ async def report_page(
 
 @router.get("/campaigns/{campaign_id}/report.csv")
 async def report_csv(request: Request, campaign_id: str, session: SessionDep) -> StreamingResponse:
-    db = _db(request)
+    db = get_db(request)
     await _owned_campaign(db, campaign_id, session)
     return StreamingResponse(
         report_csv_chunks(db, campaign_id),
