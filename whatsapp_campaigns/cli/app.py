@@ -1,0 +1,124 @@
+"""The `campaigns` Typer app, its command groups, and what every command shares: the output
+consoles, one-line failures, JSON printing, the client and store openers.
+
+Every read command takes `--json` (machine-readable, same objects as the API); every refusal
+or bad input exits non-zero with one line on stderr saying why.
+"""
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
+
+from whatsapp_campaigns.settings import Settings, get_settings
+from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, CampaignsClient
+from whatsapp_campaigns.store.audiences import AudienceImportError
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.errors import InsufficientCredits, InvalidInput, NotFound
+
+app = typer.Typer(
+    help="WhatsApp template campaigns on Temporal: create, schedule, steer and watch them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The campaign store (database).", no_args_is_help=True)
+templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
+audience_app = typer.Typer(help="Audiences (recipient lists).", no_args_is_help=True)
+credits_app = typer.Typer(help="The account's credit balance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(templates_app, name="templates")
+app.add_typer(audience_app, name="audience")
+app.add_typer(credits_app, name="credits")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AccountOption = Annotated[
+    str | None,
+    typer.Option("--account", help="Account to act on (default: CAMPAIGNS_DEFAULT_ACCOUNT)."),
+]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who is acting, for the timeline.")]
+
+
+def fail(message: str) -> NoReturn:
+    # soft_wrap: one line whatever the terminal's width (scripts grep it; pipes are 80 wide).
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def run(coroutine_factory: Callable[[CampaignsClient], Awaitable[T]]) -> T:
+    """Connect a client, run one coroutine with it, turn known errors into one-line exits."""
+
+    async def main() -> T:
+        client = await _client(get_settings())
+        try:
+            return await coroutine_factory(client)
+        finally:
+            await client.close()
+
+    return guard(main())
+
+
+def guard(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except (CampaignNotFound, NotFound) as error:
+        fail(str(error).strip("'\""))
+    except (CampaignRefused, InvalidInput, InsufficientCredits, AudienceImportError) as error:
+        fail(str(error))
+    except ConnectionError as error:
+        fail(f"cannot reach Temporal or the database: {error}")
+    except RuntimeError as error:
+        if "Failed client connect" in str(error):
+            fail(f"cannot reach Temporal at {get_settings().temporal_address}: is it running?")
+        raise
+
+
+async def _client(settings: Settings) -> CampaignsClient:
+    return await CampaignsClient.connect(settings)
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """An ISO 8601 time with a UTC offset (2026-12-01T09:00:00+01:00)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00+01:00)")
+    if parsed.tzinfo is None:
+        fail(f"{option}: {value!r} has no UTC offset; add one, e.g. +00:00 or Z")
+    return parsed
+
+
+HostOption = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]
+
+
+@contextmanager
+def open_store() -> Iterator[Database]:
+    """The settings' store, for commands that need no Temporal; store errors become one line."""
+    db = Database(get_settings().database_url)
+    try:
+        yield db
+    except NotFound as error:
+        fail(str(error).strip("'\""))
+    except (InvalidInput, InsufficientCredits) as error:
+        fail(str(error))
+    finally:
+        db.dispose()

@@ -1,0 +1,155 @@
+"""Store commands: audiences, templates and credits. They work while Temporal is down."""
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from whatsapp_campaigns.cli.app import (
+    AccountOption,
+    JsonOption,
+    audience_app,
+    console,
+    credits_app,
+    errors,
+    fail,
+    open_store,
+    print_json,
+    run,
+    templates_app,
+)
+from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.settings import get_settings
+
+
+@audience_app.command("import")
+def audience_import(
+    file: Annotated[Path, typer.Argument(help="CSV file with a phone column.", exists=True)],
+    name: Annotated[str, typer.Option(help="Audience name.")],
+    region: Annotated[
+        str | None, typer.Option(help="Region for numbers without +country code (e.g. US).")
+    ] = None,
+    phone_column: Annotated[str, typer.Option(help="Header of the phone column.")] = "phone",
+    account: AccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a CSV audience: other columns become template variables."""
+    result = run(
+        lambda c: c.import_audience(
+            name, str(file), account_id=account, phone_column=phone_column, region=region
+        )
+    )
+    audience = result.audience
+    if as_json:
+        print_json(
+            {
+                "id": audience.id,
+                "valid": audience.valid,
+                "invalid": audience.invalid,
+                "duplicates": audience.duplicates,
+                "suppressed": audience.suppressed,
+                "invalid_rows": [r.model_dump() for r in result.invalid_rows[:100]],
+            }
+        )
+        return
+    console.print(
+        f"audience [bold]{audience.id}[/bold]: {audience.valid:,} valid, "
+        f"{audience.invalid:,} invalid, {audience.duplicates:,} duplicates, "
+        f"{audience.suppressed:,} suppressed"
+    )
+    for row in result.invalid_rows[:10]:
+        errors.print(f"  row {row.row_number}: {row.value!r}: {row.reason}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+@templates_app.command("sync")
+def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Fetch every template of WHATSAPP_BUSINESS_ACCOUNT_ID from WhatsApp into the store."""
+    from whatsapp_campaigns.whatsapp.provider import ProviderError
+    from whatsapp_campaigns.whatsapp.template_sync import sync_templates
+
+    settings = get_settings()
+    account_id = account or settings.default_account
+    with open_store() as db:
+        try:
+            templates = asyncio.run(sync_templates(db, settings, account_id))
+        except ProviderError as error:
+            fail(f"WhatsApp refused the template sync: {error.title} (code {error.code})")
+    if as_json:
+        synced = [t.model_dump(mode="json") for t in templates]
+        print_json({"account": account_id, "synced": len(templates), "templates": synced})
+        return
+    console.print(
+        f"{len(templates)} templates synced from {settings.whatsapp_business_account_id} "
+        f"({settings.provider}) for account {account_id}"
+    )
+    _print_templates(templates)
+
+
+@templates_app.command("list")
+def templates_list(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """List the templates as last synced, with their approval status."""
+    from whatsapp_campaigns.store import catalog
+
+    with open_store() as db:
+        templates = catalog.list_templates(db, account or get_settings().default_account)
+    if as_json:
+        print_json(templates)
+    elif not templates:
+        errors.print("no templates: run `campaigns templates sync` first")
+    else:
+        _print_templates(templates)
+
+
+def _print_templates(templates: list[Template]) -> None:
+    table = Table(title=f"{len(templates)} templates")
+    for column in ("name", "language", "category", "status", "variables"):
+        table.add_column(column)
+    for template in templates:
+        table.add_row(
+            template.name,
+            template.language,
+            template.category.value,
+            template.status.value,
+            ", ".join(template.variables),
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------- credits
+
+
+@credits_app.command("show")
+def credits_show(account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Show the credit balance."""
+    from whatsapp_campaigns.store import accounts
+
+    account_id = account or get_settings().default_account
+    with open_store() as db:
+        balance = accounts.get_balance(db, account_id)
+    if as_json:
+        print_json({"account": account_id, "balance": balance})
+    else:
+        console.print(f"{account_id}: {balance:,} credits")
+
+
+@credits_app.command("add")
+def credits_add(
+    amount: Annotated[int, typer.Argument(help="Credits to add (> 0).")],
+    account: AccountOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add credits to the balance."""
+    from whatsapp_campaigns.store import accounts
+
+    account_id = account or get_settings().default_account
+    with open_store() as db:
+        balance = accounts.add_credits(db, account_id, amount, note="cli")
+    if as_json:
+        print_json({"account": account_id, "balance": balance})
+    else:
+        console.print(f"{account_id}: {balance:,} credits")

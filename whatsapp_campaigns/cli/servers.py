@@ -1,0 +1,99 @@
+"""Long-running processes and operations: `db upgrade`, `worker`, `api`, `sandbox`."""
+
+import logging
+from typing import Annotated
+
+import typer
+
+from whatsapp_campaigns.cli.app import HostOption, app, console, db_app, errors, guard
+from whatsapp_campaigns.settings import get_settings
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables (Alembic, idempotent)."""
+    from whatsapp_campaigns.store.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    console.print(f"store at {settings.database_url} is up to date")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: the campaign workflows, their activities, one send queue per sender."""
+    from whatsapp_campaigns.workers.main import configure_logging, exit_after_shutdown, run_worker
+
+    configure_logging()
+    guard(run_worker(get_settings()))
+    exit_after_shutdown()
+
+
+@app.command()
+def api(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the REST API, the WhatsApp webhooks and the dashboard (OpenAPI at /docs)."""
+    import uvicorn
+
+    from whatsapp_campaigns.api.app import create_app
+    from whatsapp_campaigns.store.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        uvicorn.run(create_app(settings, db), host=host, port=port, log_config=None)
+    finally:
+        db.dispose()
+
+
+@app.command()
+def sandbox(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to POST the signed status webhooks, e.g. "
+            "http://127.0.0.1:8000/webhooks/whatsapp (none without it)."
+        ),
+    ] = None,
+    app_secret: Annotated[
+        str | None,
+        typer.Option(help="Secret that signs the webhooks (default: WHATSAPP_APP_SECRET)."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Messages/s of the sandbox sender (default 80).")
+    ] = None,
+    latency: Annotated[float, typer.Option(help="Seconds added to every answer.")] = 0.0,
+    webhook_delay: Annotated[
+        float, typer.Option(help="Seconds between a message's status webhooks.")
+    ] = 0.3,
+) -> None:
+    """Serve the WhatsApp Cloud API sandbox over HTTP (SPEC §7), for CAMPAIGNS_PROVIDER=cloud
+    with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN."""
+    from whatsapp_campaigns.whatsapp.sandbox.server import run_sandbox_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if webhook_url is None:
+        errors.print("no --webhook-url: status webhooks are not sent", highlight=False)
+    run_sandbox_server(
+        host,
+        port,
+        webhook_url=webhook_url,
+        app_secret=app_secret if app_secret is not None else get_settings().whatsapp_app_secret,
+        rate=rate,
+        latency=latency,
+        webhook_delay=webhook_delay,
+    )
+
+
+# ------------------------------------------------------------------------ embedded stack
+
+ApiPortOption = Annotated[int, typer.Option("--port", help="Port of the API and dashboard.")]
+TemporalPortOption = Annotated[
+    int | None,
+    typer.Option(help="Port of the Temporal dev server (default: TEMPORAL_ADDRESS's, 7233)."),
+]
