@@ -22,6 +22,7 @@ from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.store.models import MessageRow
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
@@ -151,8 +152,8 @@ async def running_engine(
     catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
     emulator = emulator or SandboxEmulator()
     emulator.set_sender_rate(sender.phone_number_id, sender_rate)
-    provider = SandboxProvider(emulator)
-    workers = build_workers(client, settings, db, provider, senders=[sender])
+    providers = AccountProviders(settings, db, shared=SandboxProvider(emulator))
+    workers = build_workers(client, settings, db, providers, senders=[sender])
     task = asyncio.create_task(workers.run())
     try:
         yield Engine(client=client, db=db, emulator=emulator, settings=settings)
@@ -160,5 +161,5 @@ async def running_engine(
         await workers.shutdown()
         with contextlib.suppress(Exception):
             await task
-        await provider.aclose()
+        await providers.aclose()
         db.dispose()

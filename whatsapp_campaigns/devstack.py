@@ -43,8 +43,7 @@ from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.temporal_client import connect, register_search_attributes
-from whatsapp_campaigns.whatsapp.factory import make_provider
-from whatsapp_campaigns.whatsapp.provider import Provider
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_BUSINESS_ACCOUNT_ID
 from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
@@ -210,7 +209,7 @@ class DevStack:
         self._client: Client | None = None
         self._db: Database | None = None
         self._emulator: SandboxEmulator | None = None
-        self._provider: Provider | None = None
+        self._providers: AccountProviders | None = None
         self._workers: WorkerSet | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._servers: list[_Served] = []
@@ -281,11 +280,11 @@ class DevStack:
                 webhook_delay=options.webhook_delay,
             )
             await self._serve("sandbox", create_sandbox_app(self._emulator), sandbox_socket)
-        self._provider = make_provider(self.settings)
+        self._providers = AccountProviders(self.settings, self._db)
         if options.sandbox:
             # The sandbox's templates, as a real account's would be synced.
             await sync_templates(
-                self._db, self.settings, SANDBOX_ACCOUNT_ID, provider=self._provider
+                self._db, self.settings, SANDBOX_ACCOUNT_ID, providers=self._providers
             )
 
         self._campaigns = CampaignsClient(self._client, self._db, self.settings)
@@ -294,7 +293,7 @@ class DevStack:
             self.urls = dataclasses.replace(self.urls, dashboard=f"{self.urls.api}/dashboard")
         await self._serve("api", app, api_socket)
 
-        self._workers = build_workers(self._client, self.settings, self._db, self._provider)
+        self._workers = build_workers(self._client, self.settings, self._db, self._providers)
         self._worker_task = asyncio.create_task(self._workers.run(), name="worker")
         log.info("dev stack up: %s", self.urls)
 
@@ -408,9 +407,9 @@ class DevStack:
             sock.close()
         self._sockets = []
         self._emulator = None
-        if self._provider is not None:
-            await self._provider.aclose()
-            self._provider = None
+        if self._providers is not None:
+            await self._providers.aclose()
+            self._providers = None
         self._campaigns = self._client = None
         if self._db is not None:
             self._db.dispose()

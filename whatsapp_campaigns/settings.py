@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     )
     whatsapp_business_account_id: str = Field(
         "sandbox", validation_alias="WHATSAPP_BUSINESS_ACCOUNT_ID"
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="CAMPAIGNS_SECRET_KEY",
+        description=(
+            "Fernet key(s) that encrypt WhatsApp access tokens and app secrets in the store "
+            "(comma-separated to rotate: the first encrypts). `campaigns accounts secret-key` "
+            "makes one. Needed once an account is connected."
+        ),
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CAMPAIGNS_API_KEYS"

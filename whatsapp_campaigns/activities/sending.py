@@ -26,6 +26,7 @@ from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import AttemptStart, SendJob
 from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
 TEMPLATE_CACHE_SECONDS = 60.0
@@ -39,7 +40,7 @@ class SendActivities:
     def __init__(
         self,
         db: Database,
-        provider: Provider,
+        providers: AccountProviders,
         *,
         reconcile_window: timedelta,
     ) -> None:
@@ -47,7 +48,7 @@ class SendActivities:
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
         and sending again is safe."""
         self._db = db
-        self._provider = provider
+        self._providers = providers
         self._reconcile_window = reconcile_window
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
 
@@ -68,7 +69,8 @@ class SendActivities:
                 components=await self._components(job),
                 biz_opaque_callback_data=str(job.message_id),
             )
-            provider_message_id = await self._send_slowing_down(job, send)
+            provider = await self._providers.provider(job.account_id)
+            provider_message_id = await self._send_slowing_down(job, send, provider)
         except ProviderError as error:
             raise await self._failed(job, error) from error
         if provider_message_id is None:  # paused or cancelled while slowed down: handed back
@@ -79,7 +81,9 @@ class SendActivities:
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
-    async def _send_slowing_down(self, job: SendJob, send: TemplateSend) -> str | None:
+    async def _send_slowing_down(
+        self, job: SendJob, send: TemplateSend, provider: Provider
+    ) -> str | None:
         """Call WhatsApp. On a throughput limit (130429: refused before WhatsApp looked at the
         message) wait and call again within this attempt, so a burst slows the campaign down
         instead of spending the message's attempts (SPEC §4 rule 6). Before each new call the
@@ -89,7 +93,7 @@ class SendActivities:
         for call in itertools.count(1):
             try:
                 with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
-                    return await self._provider.send_template(send)
+                    return await provider.send_template(send)
             except ProviderError as error:
                 if error.error_class is not ErrorClass.THROUGHPUT_LIMITED:
                     raise

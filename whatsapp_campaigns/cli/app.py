@@ -33,7 +33,17 @@ db_app = typer.Typer(help="The campaign store (database).", no_args_is_help=True
 templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
 audience_app = typer.Typer(help="Audiences (recipient lists).", no_args_is_help=True)
 credits_app = typer.Typer(help="The account's credit balance.", no_args_is_help=True)
+accounts_app = typer.Typer(
+    help="Accounts (tenants) and their WhatsApp connection.", no_args_is_help=True
+)
+senders_app = typer.Typer(
+    help="WhatsApp sender numbers, read from Meta: rate, tier, quality.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys bound to an account and a role.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(senders_app, name="senders")
+app.add_typer(keys_app, name="keys")
 app.add_typer(templates_app, name="templates")
 app.add_typer(audience_app, name="audience")
 app.add_typer(credits_app, name="credits")
@@ -122,3 +132,19 @@ def open_store() -> Iterator[Database]:
         fail(str(error))
     finally:
         db.dispose()
+
+
+@contextmanager
+def provider_errors(what: str) -> Iterator[None]:
+    """WhatsApp's refusal of `what` (or a missing/wrong secret key) as one line: Meta's code and
+    title, never the token."""
+    from whatsapp_campaigns.store.secrets import SecretKeyError
+    from whatsapp_campaigns.whatsapp.provider import ProviderError
+
+    try:
+        yield
+    except ProviderError as error:
+        code = f" (code {error.code})" if error.code is not None else ""
+        fail(f"WhatsApp refused {what}: {error.title}{code}")
+    except SecretKeyError as error:
+        fail(str(error))

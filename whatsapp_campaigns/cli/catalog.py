@@ -14,9 +14,9 @@ from whatsapp_campaigns.cli.app import (
     console,
     credits_app,
     errors,
-    fail,
     open_store,
     print_json,
+    provider_errors,
     run,
     templates_app,
 )
@@ -68,24 +68,20 @@ def audience_import(
 
 @templates_app.command("sync")
 def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -> None:
-    """Fetch every template of WHATSAPP_BUSINESS_ACCOUNT_ID from WhatsApp into the store."""
-    from whatsapp_campaigns.whatsapp.provider import ProviderError
+    """Fetch every template of the account's WhatsApp Business Account into the store."""
     from whatsapp_campaigns.whatsapp.template_sync import sync_templates
 
     settings = get_settings()
     account_id = account or settings.default_account
-    with open_store() as db:
-        try:
-            templates = asyncio.run(sync_templates(db, settings, account_id))
-        except ProviderError as error:
-            fail(f"WhatsApp refused the template sync: {error.title} (code {error.code})")
+    with open_store() as db, provider_errors("the template sync"):
+        waba_id, templates = asyncio.run(sync_templates(db, settings, account_id))
     if as_json:
         synced = [t.model_dump(mode="json") for t in templates]
         print_json({"account": account_id, "synced": len(templates), "templates": synced})
         return
     console.print(
-        f"{len(templates)} templates synced from {settings.whatsapp_business_account_id} "
-        f"({settings.provider}) for account {account_id}"
+        f"{len(templates)} templates synced from WhatsApp Business Account {waba_id} "
+        f"for account {account_id}"
     )
     _print_templates(templates)
 

@@ -1,6 +1,7 @@
 """Long-running processes and operations: `db upgrade`, `worker`, `api`, `sandbox`."""
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -71,6 +72,13 @@ def sandbox(
     webhook_delay: Annotated[
         float, typer.Option(help="Seconds between a message's status webhooks.")
     ] = 0.3,
+    accept_token_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Accept only the access token in this environment variable, as Meta accepts "
+            "only the tokens it issued (default: any non-empty token)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the WhatsApp Cloud API sandbox over HTTP (SPEC §7), for CAMPAIGNS_PROVIDER=cloud
     with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN."""
@@ -87,6 +95,7 @@ def sandbox(
         rate=rate,
         latency=latency,
         webhook_delay=webhook_delay,
+        access_token=os.environ.get(accept_token_env) if accept_token_env else None,
     )
 
 

@@ -42,9 +42,16 @@ class Sender(BaseModel):
     phone_number_id: str
     account_id: str
     display_number: str
+    # The rate sends are paced at: the throughput level's, or the operator's lower cap.
     rate_per_second: int = Field(default=80, ge=1, le=1000)
     tier: int = 100_000
     throttled_until: datetime | None = None
+    # As Meta last described the number (`senders add|sync`, account webhooks).
+    verified_name: str | None = None
+    quality_rating: str | None = None
+    throughput_level: str | None = None
+    messaging_limit: str | None = None
+    rate_cap: int | None = Field(default=None, ge=1, le=1000)
 
 
 class Recipient(BaseModel):

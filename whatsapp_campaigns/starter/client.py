@@ -51,8 +51,8 @@ from whatsapp_campaigns.store.errors import ActionRefused, InvalidInput, NotFoun
 from whatsapp_campaigns.store.progress import progress_from_store
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.components import body_components
-from whatsapp_campaigns.whatsapp.factory import make_provider
-from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 from whatsapp_campaigns.workflows.search_attributes import (
     CAMPAIGN_STATUS,
     SCHEDULED_AT,
@@ -93,20 +93,21 @@ class CampaignsClient:
         db: Database,
         settings: Settings,
         *,
-        provider: Provider | None = None,
+        providers: AccountProviders | None = None,
     ) -> None:
+        """`providers`: how test sends reach WhatsApp (default: each account's connection)."""
         self.client = client
         self.db = db
         self.settings = settings
-        self._provider = provider
+        self._providers = providers
 
     @classmethod
     async def connect(cls, settings: Settings) -> "CampaignsClient":
         return cls(await connect(settings), Database(settings.database_url), settings)
 
     async def close(self) -> None:
-        if self._provider is not None:
-            await self._provider.aclose()
+        if self._providers is not None:
+            await self._providers.aclose()
         self.db.dispose()
 
     # ------------------------------------------------------------------------ content
@@ -390,10 +391,11 @@ class CampaignsClient:
             components = body_components(template, variables or {})
         except ValueError as error:
             raise CampaignRefused(f"cannot test-send: {error}") from error
-        if self._provider is None:
-            self._provider = make_provider(self.settings)
+        if self._providers is None:
+            self._providers = AccountProviders(self.settings, self.db)
         try:
-            return await self._provider.send_template(
+            provider = await self._providers.provider(campaign.account_id)
+            return await provider.send_template(
                 TemplateSend(
                     sender_phone_number_id=campaign.sender_phone_number_id,
                     to=phone,

@@ -10,16 +10,26 @@ positive; `kind` says which way they moved and `balance_after` is the balance ri
 """
 
 import logging
+import re
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from whatsapp_campaigns.domain.tenancy import AccountInfo
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.dml import insert_if_absent, rowcount
-from whatsapp_campaigns.store.errors import InsufficientCredits, InvalidInput, NotFound
-from whatsapp_campaigns.store.models import Account, CampaignRow, CreditEntry, MessageRow, utcnow
+from whatsapp_campaigns.store.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
+from whatsapp_campaigns.store.models import (
+    Account,
+    CampaignRow,
+    CreditEntry,
+    MessageRow,
+    SenderNumber,
+    WhatsAppConnection,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,78 @@ class LedgerEntry(BaseModel):
     balance_after: int | None
     note: str | None
     created_at: datetime
+
+
+# Account ids appear in URLs, headers and Temporal search queries: keep them plain.
+_ACCOUNT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def create_account(db: Database, account_id: str, name: str) -> AccountInfo:
+    """A new account with no credits, no connection and no numbers."""
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise InvalidInput(
+            f"account id {account_id!r}: use 1-64 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    if not name.strip():
+        raise InvalidInput("the account name is empty")
+    with db.session() as session:
+        created = insert_if_absent(
+            session,
+            Account,
+            {"id": account_id, "name": name.strip(), "credit_balance": 0, "created_at": utcnow()},
+            keys=["id"],
+        )
+        if not created:
+            raise Conflict(f"account {account_id} exists already")
+    return get_account(db, account_id)
+
+
+def get_account(db: Database, account_id: str) -> AccountInfo:
+    accounts = _account_infos(db, account_id)
+    if not accounts:
+        raise NotFound(f"account {account_id} not found")
+    return accounts[0]
+
+
+def list_accounts(db: Database) -> list[AccountInfo]:
+    return _account_infos(db, None)
+
+
+def _account_infos(db: Database, account_id: str | None) -> list[AccountInfo]:
+    senders = (
+        select(SenderNumber.account_id, func.count().label("senders"))
+        .where(SenderNumber.removed_at.is_(None))
+        .group_by(SenderNumber.account_id)
+        .subquery()
+    )
+    statement = (
+        select(
+            Account,
+            WhatsAppConnection.waba_id,
+            WhatsAppConnection.app_secret_encrypted.is_not(None),
+            func.coalesce(senders.c.senders, 0),
+        )
+        .outerjoin(WhatsAppConnection, WhatsAppConnection.account_id == Account.id)
+        .outerjoin(senders, senders.c.account_id == Account.id)
+        .order_by(Account.id)
+    )
+    if account_id is not None:
+        statement = statement.where(Account.id == account_id)
+    with db.session() as session:
+        return [
+            AccountInfo(
+                id=account.id,
+                name=account.name,
+                credit_balance=account.credit_balance,
+                created_at=account.created_at,
+                waba_id=waba_id,
+                connected=waba_id is not None,
+                has_app_secret=bool(has_app_secret),
+                senders=int(sender_count),
+            )
+            for account, waba_id, has_app_secret, sender_count in session.execute(statement)
+        ]
 
 
 def ensure_account(db: Database, account_id: str, name: str | None = None) -> None:

@@ -5,14 +5,38 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from whatsapp_campaigns.domain.models import Sender, Template
+from whatsapp_campaigns.domain.models import Sender, Template, TemplateStatus
+from whatsapp_campaigns.domain.statuses import TERMINAL_CAMPAIGN_STATUSES
+from whatsapp_campaigns.domain.tenancy import (
+    PhoneNumberInfo,
+    normalize_display_number,
+    rate_for,
+    tier_for,
+)
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.dml import rowcount, upsert
-from whatsapp_campaigns.store.errors import InvalidInput, NotFound
-from whatsapp_campaigns.store.models import Account, MessageTemplate, SenderNumber, utcnow
+from whatsapp_campaigns.store.errors import Conflict, InvalidInput, NotFound
+from whatsapp_campaigns.store.models import (
+    Account,
+    CampaignRow,
+    MessageTemplate,
+    SenderNumber,
+    utcnow,
+)
 
 # Runtime state such as throttled_until is not configuration: an upsert leaves it alone.
-_SENDER_SETTINGS = ("account_id", "display_number", "rate_per_second", "tier")
+_SENDER_SETTINGS = (
+    "account_id",
+    "display_number",
+    "rate_per_second",
+    "tier",
+    "verified_name",
+    "quality_rating",
+    "throughput_level",
+    "messaging_limit",
+    "rate_cap",
+    "removed_at",
+)
 _TEMPLATE_CONTENT = ("category", "status", "variables", "components", "synced_at")
 # Rows per INSERT: stays well under SQLite's limit on bound parameters.
 _UPSERT_CHUNK = 200
@@ -32,14 +56,123 @@ def upsert_sender(db: Database, sender: Sender) -> Sender:
         return _get_sender(session, sender.phone_number_id)
 
 
+def register_sender(
+    db: Database, account_id: str, number: PhoneNumberInfo, *, rate_cap: int | None = None
+) -> Sender:
+    """Store a number as Meta describes it, for `account_id`: its rate from the throughput
+    level (capped by `rate_cap`), its tier from the messaging limit. Re-registering a number
+    (or `senders sync`) refreshes it; a number of another account is refused."""
+    if rate_cap is not None and not 1 <= rate_cap <= 1000:
+        raise InvalidInput(f"--rate must be between 1 and 1000 messages/s, not {rate_cap}")
+    with db.session() as session:
+        _require_account(session, account_id)
+        existing = session.get(SenderNumber, number.phone_number_id)
+        if existing is not None and existing.account_id != account_id:
+            raise Conflict(
+                f"sender {number.phone_number_id} is registered to another account; "
+                "remove it there first"
+            )
+        upsert(
+            session,
+            SenderNumber,
+            [
+                {
+                    "phone_number_id": number.phone_number_id,
+                    "account_id": account_id,
+                    "display_number": number.display_number,
+                    "rate_per_second": rate_for(number.throughput_level, rate_cap),
+                    "tier": tier_for(number.messaging_limit),
+                    "verified_name": number.verified_name,
+                    "quality_rating": number.quality_rating,
+                    "throughput_level": number.throughput_level,
+                    "messaging_limit": number.messaging_limit,
+                    "rate_cap": rate_cap,
+                    "removed_at": None,
+                }
+            ],
+            keys=["phone_number_id"],
+            update=_SENDER_SETTINGS,
+        )
+        return _get_sender(session, number.phone_number_id)
+
+
+def remove_sender(db: Database, phone_number_id: str) -> Sender:
+    """Take a number out of service. Refused while a campaign that is not finished uses it;
+    the row stays (finished campaigns still name it), hidden from lists and new campaigns."""
+    with db.session() as session:
+        row = session.get(SenderNumber, phone_number_id)
+        if row is None or row.removed_at is not None:
+            raise NotFound(f"sender {phone_number_id} not found")
+        in_use = list(
+            session.scalars(
+                select(CampaignRow.id)
+                .where(
+                    CampaignRow.sender_phone_number_id == phone_number_id,
+                    CampaignRow.status.not_in([s.value for s in TERMINAL_CAMPAIGN_STATUSES]),
+                )
+                .order_by(CampaignRow.id)
+                .limit(5)
+            )
+        )
+        if in_use:
+            raise Conflict(
+                f"sender {phone_number_id} is used by campaign(s) {', '.join(in_use)} that "
+                "have not finished; cancel or finish them first"
+            )
+        row.removed_at = utcnow()
+        session.flush()
+        return Sender.model_validate(row)
+
+
+def apply_quality_update(
+    db: Database,
+    account_id: str,
+    display_number: str,
+    *,
+    event: str,
+    current_limit: str | None,
+) -> Sender | None:
+    """Meta's `phone_number_quality_update` webhook: the number (found by its display number
+    within the account) gets its new throughput level or messaging limit, and its rate
+    follows. None when the account has no such number."""
+    wanted = normalize_display_number(display_number)
+    with db.session() as session:
+        rows = session.scalars(
+            select(SenderNumber).where(
+                SenderNumber.account_id == account_id, SenderNumber.removed_at.is_(None)
+            )
+        )
+        row = next((r for r in rows if normalize_display_number(r.display_number) == wanted), None)
+        if row is None:
+            return None
+        event = event.upper()
+        limit = (current_limit or "").upper() or None
+        if event == "THROUGHPUT_UPGRADE" or limit == "TIER_UNLIMITED":
+            row.throughput_level = "HIGH"
+        elif limit is not None:
+            row.messaging_limit = limit
+            row.tier = tier_for(limit)
+        if event == "FLAGGED":
+            row.quality_rating = "RED"
+        elif event == "UNFLAGGED":
+            row.quality_rating = "GREEN"
+        row.rate_per_second = rate_for(row.throughput_level, row.rate_cap)
+        session.flush()
+        return Sender.model_validate(row)
+
+
 def get_sender(db: Database, phone_number_id: str) -> Sender:
     with db.session() as session:
         return _get_sender(session, phone_number_id)
 
 
 def list_senders(db: Database, account_id: str | None = None) -> list[Sender]:
-    """Every sender number (of one account when `account_id` is given)."""
-    statement = select(SenderNumber).order_by(SenderNumber.phone_number_id)
+    """Every sender number in service (of one account when `account_id` is given)."""
+    statement = (
+        select(SenderNumber)
+        .where(SenderNumber.removed_at.is_(None))
+        .order_by(SenderNumber.phone_number_id)
+    )
     if account_id is not None:
         statement = statement.where(SenderNumber.account_id == account_id)
     with db.session() as session:
@@ -90,6 +223,26 @@ def upsert_templates(db: Database, account_id: str, templates: list[Template]) -
                 update=_TEMPLATE_CONTENT,
             )
     return len(rows)
+
+
+def set_template_status(
+    db: Database, account_id: str, name: str, language: str, status: TemplateStatus
+) -> bool:
+    """Meta's `message_template_status_update` webhook; False when the template is unknown
+    here (not synced yet: the next sync brings it with its status)."""
+    with db.session() as session:
+        return bool(
+            rowcount(
+                session,
+                update(MessageTemplate)
+                .where(
+                    MessageTemplate.account_id == account_id,
+                    MessageTemplate.name == name,
+                    MessageTemplate.language == language,
+                )
+                .values(status=status.value, synced_at=utcnow()),
+            )
+        )
 
 
 def get_template(db: Database, account_id: str, name: str, language: str) -> Template | None:

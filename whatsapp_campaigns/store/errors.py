@@ -27,3 +27,7 @@ class InsufficientCredits(Exception):
 
 class InvalidInput(ValueError):
     """A bad argument: an unknown sender, another account's audience, a naive datetime..."""
+
+
+class Conflict(Exception):
+    """The object exists already, or belongs to someone else: "sender X belongs to account B"."""

@@ -62,6 +62,35 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WhatsAppConnection(Base):
+    """An account's WhatsApp Business Account and its credentials, encrypted at rest (Fernet,
+    `CAMPAIGNS_SECRET_KEY`): the store never holds a token in the clear."""
+
+    __tablename__ = "whatsapp_connections"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    waba_id: Mapped[str] = mapped_column(String(64), index=True)
+    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    app_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key bound to an account and a role. Only a SHA-256 digest of its secret is kept;
+    the key itself is shown once, when it is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
 class CreditEntry(Base):
     """The credits ledger: every top-up, reservation, charge and release, for audit."""
 
@@ -86,6 +115,14 @@ class SenderNumber(Base):
     rate_per_second: Mapped[int] = mapped_column(Integer, default=80)
     tier: Mapped[int] = mapped_column(Integer, default=100_000)
     throttled_until: Mapped[datetime | None] = mapped_column()
+    # As Meta last described the number; `rate_cap` is an operator's lower limit (--rate).
+    verified_name: Mapped[str | None] = mapped_column(String(200))
+    quality_rating: Mapped[str | None] = mapped_column(String(16))
+    throughput_level: Mapped[str | None] = mapped_column(String(32))
+    messaging_limit: Mapped[str | None] = mapped_column(String(32))
+    rate_cap: Mapped[int | None] = mapped_column(Integer)
+    # `senders remove` keeps the row (finished campaigns still name it) and hides it.
+    removed_at: Mapped[datetime | None] = mapped_column()
 
 
 class MessageTemplate(Base):

@@ -1,6 +1,7 @@
 """`CloudApiProvider`: the `Provider` protocol over the WhatsApp Business Cloud API (Graph API).
 
 Send: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+Phone numbers: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/phone-numbers
 Templates: https://developers.facebook.com/docs/graph-api/reference/whats-app-business-account/message_templates
 """
 
@@ -12,10 +13,13 @@ import httpx
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.wire import (
+    PHONE_NUMBER_FIELDS,
     message_id_from_response,
     next_page_cursor,
+    phone_number_from_response,
     provider_error,
     send_request_body,
     template_from_json,
@@ -45,15 +49,7 @@ class CloudApiProvider:
         # No token, no header: Meta then answers its own auth error (190), classified `auth`.
         self._headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            http2=False,
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS,
-                max_keepalive_connections=MAX_CONNECTIONS,
-                keepalive_expiry=30.0,
-            ),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        )
+        self._client = client or pooled_client(timeout)
         # Callers beyond the pool wait here rather than in httpcore's pool queue, whose cost
         # grows with its length (quadratic under a burst of sends), and whose pool timeout
         # would turn "not sent yet" into a failure.
@@ -81,6 +77,11 @@ class CloudApiProvider:
                 return templates
             params = {"limit": TEMPLATE_PAGE_SIZE, "after": after}
 
+    async def get_phone_number(self, phone_number_id: str) -> PhoneNumberInfo:
+        url = f"{self._root}/{phone_number_id}"
+        response = await self._request("GET", url, params={"fields": PHONE_NUMBER_FIELDS})
+        return phone_number_from_response(response.status_code, _json(response), phone_number_id)
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
@@ -99,6 +100,19 @@ class CloudApiProvider:
             raise ProviderError(
                 ErrorClass.TRANSIENT, f"could not reach WhatsApp ({type(error).__name__}: {error})"
             ) from error
+
+
+def pooled_client(timeout: float = 10.0) -> httpx.AsyncClient:
+    """The keep-alive HTTP/1.1 pool for Graph API calls (shareable by several providers)."""
+    return httpx.AsyncClient(
+        http2=False,
+        limits=httpx.Limits(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_CONNECTIONS,
+            keepalive_expiry=30.0,
+        ),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+    )
 
 
 def _json(response: httpx.Response) -> object:

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Provider(Protocol):
 
     async def list_templates(self, business_account_id: str) -> list[Template]:
         """Every message template of the business account, with its approval status."""
+        ...
+
+    async def get_phone_number(self, phone_number_id: str) -> PhoneNumberInfo:
+        """A business phone number as the Graph API describes it (throughput, tier...)."""
         ...
 
     async def aclose(self) -> None: ...

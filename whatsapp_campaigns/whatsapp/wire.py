@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from whatsapp_campaigns.domain.models import Template, TemplateCategory, TemplateStatus
+from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.whatsapp.error_codes import classify
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 
@@ -45,6 +46,37 @@ def send_request_body(message: TemplateSend) -> dict[str, Any]:
         },
         "biz_opaque_callback_data": message.biz_opaque_callback_data,
     }
+
+
+# What `GET /{phone-number-id}` is asked for: enough to register and pace a sender.
+PHONE_NUMBER_FIELDS = (
+    "display_phone_number,verified_name,quality_rating,throughput,messaging_limit_tier"
+)
+
+
+def phone_number_from_response(
+    http_status: int, payload: object, phone_number_id: str
+) -> PhoneNumberInfo:
+    """The number as Meta describes it, or the ProviderError the answer carries."""
+    if not (200 <= http_status < 300 and isinstance(payload, dict)):
+        raise provider_error(http_status, payload)
+    display = payload.get("display_phone_number")
+    if not isinstance(display, str) or not display:
+        raise provider_error(http_status, payload)
+    throughput = payload.get("throughput")
+    level = throughput.get("level") if isinstance(throughput, dict) else None
+    return PhoneNumberInfo(
+        phone_number_id=str(payload.get("id") or phone_number_id),
+        display_number=display,
+        verified_name=_optional_str(payload.get("verified_name")),
+        quality_rating=_optional_str(payload.get("quality_rating")),
+        throughput_level=_optional_str(level),
+        messaging_limit=_optional_str(payload.get("messaging_limit_tier")),
+    )
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def message_id_from_response(http_status: int, payload: object) -> str:

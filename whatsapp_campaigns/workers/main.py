@@ -25,10 +25,10 @@ from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.metrics import make_runtime, start_worker_metrics
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
-from whatsapp_campaigns.whatsapp.factory import make_provider
-from whatsapp_campaigns.whatsapp.provider import Provider
+from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
 from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
@@ -62,7 +62,7 @@ def build_workers(
     client: Client,
     settings: Settings,
     db: Database,
-    provider: Provider,
+    providers: AccountProviders,
     senders: list[Sender] | None = None,
 ) -> WorkerSet:
     """The main worker plus one send worker per sender (all senders in the store by default)."""
@@ -72,7 +72,7 @@ def build_workers(
     lifecycle = CampaignActivities(db, settings)
     sending = SendActivities(
         db,
-        provider,
+        providers,
         reconcile_window=timedelta(seconds=settings.reconcile_seconds),
     )
     workers = [
@@ -122,8 +122,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     # The SDK's own metrics (Prometheus on CAMPAIGNS_TEMPORAL_METRICS_BIND), when set.
     client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     db = Database(settings.database_url)
-    provider = make_provider(settings)
-    workers = build_workers(client, settings, db, provider)
+    # A missing or wrong CAMPAIGNS_SECRET_KEY is one clear error now, not failed sends later.
+    await asyncio.to_thread(verify_secret_key, db, secret_box(settings))
+    providers = AccountProviders(settings, db)
+    workers = build_workers(client, settings, db, providers)
     log.info(
         "worker polling %s (%d sender queues) on %s",
         settings.task_queue,
@@ -135,7 +137,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     log.info("shutting down: waiting for running activities to finish")
     await workers.shutdown()
     await running
-    await provider.aclose()
+    await providers.aclose()
     db.dispose()
 
 

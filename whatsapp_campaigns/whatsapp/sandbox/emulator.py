@@ -24,15 +24,24 @@ from typing import Any
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, TemplateStatus
 from whatsapp_campaigns.whatsapp.sandbox import errors
+from whatsapp_campaigns.whatsapp.sandbox.account_events import (
+    phone_number_json,
+    quality_update_body,
+    template_status_body,
+)
 from whatsapp_campaigns.whatsapp.sandbox.errors import SandboxError
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_APP_SECRET,
     SANDBOX_BUSINESS_ACCOUNT_ID,
     SANDBOX_DISPLAY_NUMBER,
+    SANDBOX_HIGH_DISPLAY_NUMBER,
+    SANDBOX_HIGH_SENDER_ID,
+    SANDBOX_HIGH_SENDER_RATE,
     SANDBOX_SENDER_ID,
     SANDBOX_SENDER_RATE,
     SANDBOX_SENDER_TIER,
     SANDBOX_TEMPLATES,
+    SANDBOX_VERIFIED_NAME,
 )
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import (
     WebhookSink,
@@ -64,6 +73,19 @@ class SandboxSender:
     business_account_id: str = SANDBOX_BUSINESS_ACCOUNT_ID
     rate_per_second: float = SANDBOX_SENDER_RATE
     tier: int = SANDBOX_SENDER_TIER  # unique recipients per rolling 24 h
+    verified_name: str = SANDBOX_VERIFIED_NAME
+    quality_rating: str = "GREEN"
+
+    @property
+    def throughput_level(self) -> str:
+        return "HIGH" if self.rate_per_second >= SANDBOX_HIGH_SENDER_RATE else "STANDARD"
+
+    @property
+    def messaging_limit(self) -> str:
+        """Meta's tier name: 100000 -> TIER_100K, 1000 -> TIER_1K, 250 -> TIER_250."""
+        if self.tier >= 1_000 and self.tier % 1_000 == 0:
+            return f"TIER_{self.tier // 1_000}K"
+        return f"TIER_{self.tier}"
 
 
 @dataclass(frozen=True)
@@ -155,8 +177,12 @@ class SandboxEmulator:
         pair_limit: int = 10,
         pair_window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        access_tokens: Iterable[str] | None = None,
     ) -> None:
+        """`access_tokens`: the tokens the sandbox accepts, as Meta accepts only the tokens
+        it issued (default: any non-empty token)."""
         self.latency = latency
+        self.access_tokens = frozenset(access_tokens) if access_tokens is not None else None
         self.failure_mix: dict[ErrorClass | str, float] = dict(failure_mix or {})
         self.webhook_sink = webhook_sink
         self.app_secret = app_secret
@@ -176,8 +202,16 @@ class SandboxEmulator:
         self._pair_attempts: dict[tuple[str, str], int] = {}
         self._forced: dict[str, ErrorClass] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        default = SandboxSender(SANDBOX_SENDER_ID, SANDBOX_DISPLAY_NUMBER, business_account_id)
-        for sender in senders if senders is not None else [default]:
+        defaults = [
+            SandboxSender(SANDBOX_SENDER_ID, SANDBOX_DISPLAY_NUMBER, business_account_id),
+            SandboxSender(
+                SANDBOX_HIGH_SENDER_ID,
+                SANDBOX_HIGH_DISPLAY_NUMBER,
+                business_account_id,
+                rate_per_second=SANDBOX_HIGH_SENDER_RATE,
+            ),
+        ]
+        for sender in senders if senders is not None else defaults:
             self.add_sender(sender)
 
     # ----------------------------------------------------------------------------- set-up
@@ -211,6 +245,77 @@ class SandboxEmulator:
                     if (template.name, template.language) == (name, language):
                         templates[i] = template.model_copy(update={"status": status})
 
+    async def change_template_status(
+        self, name: str, status: TemplateStatus, *, language: str = "en", reason: str | None = None
+    ) -> None:
+        """`set_template_status`, then Meta's `message_template_status_update` webhook."""
+        self.set_template_status(name, status, language=language)
+        with self._lock:
+            waba_ids = [
+                waba
+                for waba, templates in self._templates.items()
+                if any((t.name, t.language) == (name, language) for t in templates)
+            ]
+        for waba in waba_ids:
+            await self._announce(
+                template_status_body(
+                    business_account_id=waba,
+                    template_id=f"{waba}-{name}-{language}",
+                    name=name,
+                    language=language,
+                    event=status.value,
+                    reason=reason,
+                )
+            )
+
+    async def change_throughput(self, phone_number_id: str, level: str) -> None:
+        """Meta moves a number to another throughput level (`HIGH`: 1,000 msg/s, `STANDARD`:
+        80), then posts its `phone_number_quality_update` webhook."""
+        rate = SANDBOX_HIGH_SENDER_RATE if level.upper() == "HIGH" else SANDBOX_SENDER_RATE
+        self.set_sender_rate(phone_number_id, rate)
+        sender = self._senders[phone_number_id]
+        await self._announce(
+            quality_update_body(
+                business_account_id=sender.business_account_id,
+                display_number=sender.display_number,
+                event="THROUGHPUT_UPGRADE" if level.upper() == "HIGH" else "DOWNGRADE",
+                current_limit="TIER_UNLIMITED"
+                if level.upper() == "HIGH"
+                else sender.messaging_limit,
+            )
+        )
+
+    def phone_number(self, phone_number_id: str, *, access_token: str | None) -> SandboxResponse:
+        """GET /{version}/{phone-number-id}: the number as the Graph API describes it."""
+        if not self.accepts_token(access_token):
+            return _error(errors.auth_failed())
+        with self._lock:
+            sender = self._senders.get(phone_number_id)
+            if sender is None:
+                return _error(errors.unknown_object(phone_number_id))
+            return SandboxResponse(
+                200,
+                phone_number_json(
+                    phone_number_id=sender.phone_number_id,
+                    display_number=sender.display_number,
+                    verified_name=sender.verified_name,
+                    quality_rating=sender.quality_rating,
+                    throughput_level=sender.throughput_level,
+                    messaging_limit=sender.messaging_limit,
+                ),
+            )
+
+    def accepts_token(self, access_token: str | None) -> bool:
+        """Whether Meta would take this bearer token (any non-empty one unless configured)."""
+        if not access_token:
+            return False
+        return self.access_tokens is None or access_token in self.access_tokens
+
+    async def _announce(self, body: dict[str, Any]) -> None:
+        """Post one account webhook now (awaited: the caller knows it was delivered)."""
+        if self.webhook_sink is not None:
+            await self._post_webhooks([_Webhook(0.0, body)])
+
     def force_outcome(self, phone: str, outcome: ErrorClass | str) -> None:
         """Make every send to `phone` fail with an error of class `outcome`."""
         with self._lock:
@@ -242,7 +347,7 @@ class SandboxEmulator:
         self, phone_number_id: str, body: object, *, access_token: str | None
     ) -> tuple[SandboxResponse, list[_Webhook]]:
         """The synchronous core of `send`: the answer and the webhooks to post (no I/O)."""
-        if not access_token:
+        if not self.accepts_token(access_token):
             return _error(errors.auth_failed()), []
         with self._lock:
             sender = self._senders.get(phone_number_id)

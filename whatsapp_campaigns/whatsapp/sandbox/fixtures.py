@@ -9,6 +9,11 @@ SANDBOX_SENDER_ID = "sandbox-sender-1"
 SANDBOX_DISPLAY_NUMBER = "+12025550100"
 SANDBOX_SENDER_RATE = 80  # messages per second, the Cloud API default
 SANDBOX_SENDER_TIER = 100_000  # unique recipients per rolling 24 h
+SANDBOX_VERIFIED_NAME = "Sandbox Store"
+# A second number, upgraded by Meta to high throughput (1,000 msg/s).
+SANDBOX_HIGH_SENDER_ID = "sandbox-sender-high"
+SANDBOX_HIGH_DISPLAY_NUMBER = "+12025550150"
+SANDBOX_HIGH_SENDER_RATE = 1000
 # The settings' default WHATSAPP_APP_SECRET, so that the dev stack's webhooks verify.
 SANDBOX_APP_SECRET = "sandbox-app-secret"
 

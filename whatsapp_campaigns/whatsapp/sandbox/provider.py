@@ -5,11 +5,13 @@ the same parsing functions, so errors are classified along the one path the HTTP
 """
 
 from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.whatsapp.provider import TemplateSend
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.wire import (
     message_id_from_response,
     next_page_cursor,
+    phone_number_from_response,
     provider_error,
     send_request_body,
     template_from_json,
@@ -49,6 +51,10 @@ class SandboxProvider:
             after = next_page_cursor(response.body)
             if after is None:
                 return templates
+
+    async def get_phone_number(self, phone_number_id: str) -> PhoneNumberInfo:
+        response = self.emulator.phone_number(phone_number_id, access_token=self._access_token)
+        return phone_number_from_response(response.status_code, response.body, phone_number_id)
 
     async def aclose(self) -> None:
         await self.emulator.aclose()

@@ -1,8 +1,10 @@
-"""The sandbox over HTTP (`campaigns sandbox`): the Cloud API's two routes that the campaign
-engine calls, served by a `SandboxEmulator`, so that the real `CloudApiProvider` talks to it.
+"""The sandbox over HTTP (`campaigns sandbox`): the Cloud API routes that the campaign engine
+calls (send, list templates, read a phone number), served by a `SandboxEmulator`, so that the
+real `CloudApiProvider` talks to it; plus two control routes under `/sandbox/` that play Meta
+changing a template's status or a number's throughput, with their account webhooks.
 
 Point a worker at it with CAMPAIGNS_PROVIDER=cloud, WHATSAPP_API_BASE_URL=http://host:port
-and any non-empty WHATSAPP_ACCESS_TOKEN.
+and any non-empty WHATSAPP_ACCESS_TOKEN (or the one token `--accept-token-env` names).
 """
 
 import asyncio
@@ -10,13 +12,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from whatsapp_campaigns.domain.models import TemplateStatus
 from whatsapp_campaigns.whatsapp.sandbox import errors
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxResponse
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_APP_SECRET, SANDBOX_SENDER_ID
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+
+
+class TemplateStatusChange(BaseModel):
+    status: TemplateStatus
+    language: str = "en"
+    reason: str | None = None
+
+
+class ThroughputChange(BaseModel):
+    level: str  # STANDARD | HIGH
 
 
 def create_sandbox_app(emulator: SandboxEmulator) -> FastAPI:
@@ -44,12 +58,40 @@ def create_sandbox_app(emulator: SandboxEmulator) -> FastAPI:
     async def list_templates(
         version: str, waba_id: str, request: Request, limit: int = 25, after: str | None = None
     ) -> JSONResponse:
-        if not _bearer(request):
+        if not emulator.accepts_token(_bearer(request)):
             return _json(SandboxResponse(401, errors.auth_failed().body()))
         if emulator.latency > 0:
             await asyncio.sleep(emulator.latency)
         next_url = str(request.url.remove_query_params(["after", "limit"]))
         return _json(emulator.templates_page(waba_id, after=after, limit=limit, next_url=next_url))
+
+    @app.get("/{version}/{phone_number_id}")
+    async def get_phone_number(
+        version: str, phone_number_id: str, request: Request
+    ) -> JSONResponse:
+        return _json(emulator.phone_number(phone_number_id, access_token=_bearer(request)))
+
+    @app.post("/sandbox/templates/{name}/status", tags=["sandbox control"])
+    async def change_template_status(name: str, change: TemplateStatusChange) -> dict[str, str]:
+        """Play Meta approving, pausing or disabling a template: its status changes and the
+        `message_template_status_update` webhook is posted."""
+        await emulator.change_template_status(
+            name, change.status, language=change.language, reason=change.reason
+        )
+        return {"template": name, "status": change.status.value}
+
+    @app.post("/sandbox/numbers/{phone_number_id}/throughput", tags=["sandbox control"])
+    async def change_throughput(phone_number_id: str, change: ThroughputChange) -> dict[str, str]:
+        """Play Meta moving a number to `HIGH` (1,000 msg/s) or `STANDARD` (80) throughput,
+        with its `phone_number_quality_update` webhook."""
+        level = change.level.upper()
+        if level not in ("HIGH", "STANDARD"):
+            raise HTTPException(422, f"level must be HIGH or STANDARD, not {change.level!r}")
+        try:
+            await emulator.change_throughput(phone_number_id, level)
+        except KeyError:
+            raise HTTPException(404, f"no sandbox number {phone_number_id}") from None
+        return {"phone_number_id": phone_number_id, "level": level}
 
     return app
 
@@ -63,12 +105,18 @@ def run_sandbox_server(
     rate: float | None = None,
     latency: float = 0.0,
     webhook_delay: float = 0.3,
+    access_token: str | None = None,
 ) -> None:
     """Serve the sandbox until interrupted; status webhooks go to `webhook_url`, signed with
-    `app_secret` (none without a URL); `rate` overrides the sandbox sender's messages/s."""
+    `app_secret` (none without a URL); `rate` overrides the sandbox sender's messages/s;
+    `access_token`: the only bearer token accepted (default: any)."""
     sink = HttpWebhookSink(webhook_url, app_secret) if webhook_url else None
     emulator = SandboxEmulator(
-        latency=latency, webhook_sink=sink, app_secret=app_secret, webhook_delay=webhook_delay
+        latency=latency,
+        webhook_sink=sink,
+        app_secret=app_secret,
+        webhook_delay=webhook_delay,
+        access_tokens=[access_token] if access_token else None,
     )
     if rate is not None:
         emulator.set_sender_rate(SANDBOX_SENDER_ID, rate)
