@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CAMPAIGNS_API_KEYS"
     )
+    auth_max_failures: int = Field(
+        10,
+        ge=1,
+        validation_alias="CAMPAIGNS_AUTH_MAX_FAILURES",
+        description="Failed authentications per client address (or key id) before 429.",
+    )
+    auth_failure_window_seconds: float = Field(
+        300.0,
+        gt=0,
+        validation_alias="CAMPAIGNS_AUTH_FAILURE_WINDOW_SECONDS",
+        description="The window those failures are counted in; 429 lasts until it passes.",
+    )
     default_region: str = Field(
         "US",
         validation_alias="CAMPAIGNS_DEFAULT_REGION",

@@ -15,19 +15,24 @@ from starlette.concurrency import run_in_threadpool
 
 from whatsapp_campaigns import metrics
 from whatsapp_campaigns.api import (
+    routes_accounts,
     routes_audiences,
     routes_campaigns,
     routes_credits,
+    routes_senders,
     routes_templates,
     webhooks,
 )
-from whatsapp_campaigns.api.auth import require_api_key, warn_if_open
+from whatsapp_campaigns.api.auth import require_principal, warn_if_open
 from whatsapp_campaigns.api.dependencies import ClientHolder
 from whatsapp_campaigns.api.errors import add_error_handlers
+from whatsapp_campaigns.api.throttle import FailedAuthThrottle
 from whatsapp_campaigns.dashboard import mount_dashboard
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
+from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,15 @@ STATUS_GAUGE_REFRESH_SECONDS = 15.0
 
 DESCRIPTION = """
 Create, schedule and steer WhatsApp template campaigns; import audiences; read progress and
-reports. Every route but `/healthz`, `/metrics` and `/webhooks/*` needs
-`Authorization: Bearer <API key>` (keys from `CAMPAIGNS_API_KEYS`; none configured: open).
-The `X-Account` header picks the account (default: `CAMPAIGNS_DEFAULT_ACCOUNT`); `X-Actor`
-names who acts, for the campaign's timeline. Refused actions answer 409 with the reason.
+reports; onboard accounts, their WhatsApp connection and numbers. Every route but `/healthz`,
+`/metrics` and `/webhooks/*` needs `Authorization: Bearer <API key>` (`campaigns keys create`,
+or the bootstrap admin keys of `CAMPAIGNS_API_KEYS`; no key anywhere: open).
+
+The key decides the account: an `operator` key acts on its own account, a `viewer` key only
+reads it (writes answer 403), an `admin` key acts on the account `X-Account` names (default:
+its own) and alone manages accounts, keys and credits. Another account's campaign, audience,
+template or number answers 404. `X-Actor` names who acts, for the campaign's timeline.
+Refused actions answer 409 with the reason; repeated failed authentications answer 429.
 """
 
 
@@ -49,15 +59,28 @@ def create_app(
     """`campaigns_client`: the client that creates and steers campaigns; without one, it is
     built on first use (with a lazy Temporal connection) and closed at shutdown."""
     warn_if_open(settings)
+    # A stored token that CAMPAIGNS_SECRET_KEY cannot decrypt: one clear error at start-up.
+    verify_secret_key(db, secret_box(settings))
     clients = ClientHolder(settings, db, campaigns_client)
     app = FastAPI(title="WhatsApp Campaigns", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.campaigns_client = clients
+    app.state.providers = AccountProviders(settings, db)
+    app.state.auth_throttle = FailedAuthThrottle(
+        settings.auth_max_failures, settings.auth_failure_window_seconds
+    )
     add_error_handlers(app)
     app.include_router(webhooks.router)
-    for module in (routes_campaigns, routes_audiences, routes_templates, routes_credits):
-        app.include_router(module.router, dependencies=[Depends(require_api_key)])
+    for module in (
+        routes_campaigns,
+        routes_audiences,
+        routes_templates,
+        routes_senders,
+        routes_credits,
+        routes_accounts,
+    ):
+        app.include_router(module.router, dependencies=[Depends(require_principal)])
     mount_dashboard(app, settings)  # /dashboard: signs in with an API key, then a session
 
     @app.get("/healthz", tags=["operations"], summary="Health check")
@@ -88,6 +111,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await refresher
         clients: ClientHolder = app.state.campaigns_client
         await clients.close()
+        providers: AccountProviders = app.state.providers
+        await providers.aclose()
 
 
 async def _refresh_status_gauge(db: Database) -> None:

@@ -1,16 +1,18 @@
-"""What the REST routes take from the request: settings, store, account, actor, and the
-`CampaignsClient`, built on first use so that /healthz, webhooks and read-only routes never
-need Temporal."""
+"""What the REST routes take from the request: settings, store, the account the API key acts
+on, the actor, each account's WhatsApp connection, and the `CampaignsClient`, built on first
+use so that /healthz, webhooks and read-only routes never need Temporal."""
 
 import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from whatsapp_campaigns.api.auth import acting_account
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,17 +23,6 @@ def get_settings(request: Request) -> Settings:
 def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
-
-
-def get_account(
-    request: Request,
-    x_account: Annotated[
-        str | None,
-        Header(description="The account to act on; CAMPAIGNS_DEFAULT_ACCOUNT when absent."),
-    ] = None,
-) -> str:
-    account = (x_account or "").strip()
-    return account or get_settings(request).default_account
 
 
 def get_actor(
@@ -68,6 +59,11 @@ class ClientHolder:
             await self._client.close()
 
 
+def get_providers(request: Request) -> AccountProviders:
+    providers: AccountProviders = request.app.state.providers
+    return providers
+
+
 async def get_campaigns_client(request: Request) -> CampaignsClient:
     holder: ClientHolder = request.app.state.campaigns_client
     return await holder.get()
@@ -75,6 +71,8 @@ async def get_campaigns_client(request: Request) -> CampaignsClient:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
-AccountDep = Annotated[str, Depends(get_account)]
+# The account the request acts on, decided by the API key (SPEC §9).
+AccountDep = Annotated[str, Depends(acting_account)]
 ActorDep = Annotated[str, Depends(get_actor)]
 ClientDep = Annotated[CampaignsClient, Depends(get_campaigns_client)]
+ProvidersDep = Annotated[AccountProviders, Depends(get_providers)]

@@ -12,6 +12,7 @@ from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.errors import (
     ActionRefused,
+    Conflict,
     InsufficientCredits,
     InvalidInput,
     NotFound,
@@ -41,14 +42,20 @@ async def _refused(request: Request, error: Exception) -> JSONResponse:
     return _answer(request, 409, str(error))
 
 
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    return _answer(request, 409, str(error))
+
+
 async def _invalid(request: Request, error: Exception) -> JSONResponse:
     return _answer(request, 422, str(error))
 
 
 async def _provider_failed(request: Request, error: Exception) -> JSONResponse:
     title = error.title if isinstance(error, ProviderError) else str(error)
-    log.warning("502 %s %s: WhatsApp error: %s", request.method, request.url.path, error)
-    return JSONResponse({"detail": f"WhatsApp error: {title}"}, status_code=502)
+    code = error.code if isinstance(error, ProviderError) else None
+    detail = f"WhatsApp error: {title}" + (f" (code {code})" if code is not None else "")
+    log.warning("502 %s %s: %s", request.method, request.url.path, detail)
+    return JSONResponse({"detail": detail}, status_code=502)
 
 
 async def _temporal_rpc(request: Request, error: Exception) -> JSONResponse:
@@ -72,6 +79,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CampaignRefused, _refused)
     app.add_exception_handler(ActionRefused, _refused)
     app.add_exception_handler(InsufficientCredits, _refused)
+    app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(AudienceImportError, _invalid)
     app.add_exception_handler(ProviderError, _provider_failed)

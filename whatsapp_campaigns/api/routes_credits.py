@@ -2,8 +2,9 @@
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from whatsapp_campaigns.api.auth import require_admin
 from whatsapp_campaigns.api.dependencies import AccountDep, ActorDep, DatabaseDep
 from whatsapp_campaigns.api.schemas import Credits, TopUpRequest
 from whatsapp_campaigns.store import accounts
@@ -29,10 +30,11 @@ async def get_credits(db: DatabaseDep, account: AccountDep) -> Credits:
     return await asyncio.to_thread(_credits, db, account)
 
 
-@router.post("", summary="Add credits")
+@router.post("", summary="Add credits", dependencies=[Depends(require_admin)])
 async def add_credits(
     body: TopUpRequest, db: DatabaseDep, account: AccountDep, actor: ActorDep
 ) -> Credits:
-    """Top the balance up by `amount`; recorded in the ledger with who did it."""
+    """Top the balance up by `amount` (admin keys only: credits are money); recorded in the
+    ledger with who did it."""
     await asyncio.to_thread(accounts.add_credits, db, account, body.amount, f"top-up by {actor}")
     return await asyncio.to_thread(_credits, db, account)

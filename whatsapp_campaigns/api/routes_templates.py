@@ -1,15 +1,20 @@
-"""`/templates` and `/senders`: what an account can send, and from which numbers."""
+"""`/templates`: what an account can send, synced from its WhatsApp Business Account."""
 
 import asyncio
 import logging
 
 from fastapi import APIRouter
 
-from whatsapp_campaigns.api.dependencies import AccountDep, DatabaseDep, SettingsDep
+from whatsapp_campaigns.api.dependencies import (
+    AccountDep,
+    DatabaseDep,
+    ProvidersDep,
+    SettingsDep,
+)
 from whatsapp_campaigns.api.schemas import TemplateSyncResult
-from whatsapp_campaigns.domain.models import Sender, Template
+from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.store import catalog
-from whatsapp_campaigns.whatsapp.factory import make_provider
+from whatsapp_campaigns.whatsapp import template_sync
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +29,10 @@ async def list_templates(db: DatabaseDep, account: AccountDep) -> list[Template]
 
 @router.post("/templates/sync", summary="Sync templates from WhatsApp")
 async def sync_templates(
-    db: DatabaseDep, settings: SettingsDep, account: AccountDep
+    db: DatabaseDep, settings: SettingsDep, account: AccountDep, providers: ProvidersDep
 ) -> TemplateSyncResult:
-    """Fetch every template of the business account (WHATSAPP_BUSINESS_ACCOUNT_ID) from the
-    provider and store them for the account; templates no longer listed are kept as they were."""
-    provider = make_provider(settings)
-    try:
-        templates = await provider.list_templates(settings.whatsapp_business_account_id)
-    finally:
-        await provider.aclose()
-    synced = await asyncio.to_thread(catalog.upsert_templates, db, account, templates)
-    log.info("account %s: %d templates synced", account, synced)
-    return TemplateSyncResult(synced=synced, templates=templates)
-
-
-@router.get("/senders", summary="List sender phone numbers", tags=["senders"])
-async def list_senders(db: DatabaseDep, account: AccountDep) -> list[Sender]:
-    """The account's WhatsApp sender numbers, their rate (messages/s), tier and throttle."""
-    return await asyncio.to_thread(catalog.list_senders, db, account)
+    """Fetch every template of the account's WhatsApp Business Account and store them;
+    templates no longer listed are kept as they were."""
+    _, templates = await template_sync.sync_templates(db, settings, account, providers=providers)
+    log.info("account %s: %d templates synced", account, len(templates))
+    return TemplateSyncResult(synced=len(templates), templates=templates)

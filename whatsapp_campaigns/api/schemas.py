@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 
 from whatsapp_campaigns.domain.models import (
     Audience,
@@ -12,6 +12,7 @@ from whatsapp_campaigns.domain.models import (
     Recipient,
     Template,
 )
+from whatsapp_campaigns.domain.tenancy import Role
 from whatsapp_campaigns.domain.transitions import CampaignAction
 from whatsapp_campaigns.store.accounts import LedgerEntry
 from whatsapp_campaigns.store.listing import CampaignSummary
@@ -102,3 +103,31 @@ class Credits(BaseModel):
 
 class TopUpRequest(BaseModel):
     amount: int = Field(gt=0, description="Credits to add.")
+
+
+class AccountCreate(BaseModel):
+    id: str = Field(description="Account id: lowercase letters, digits, '-' or '_'.")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ConnectionRequest(BaseModel):
+    waba_id: str = Field(min_length=1, max_length=64, description="WhatsApp Business Account id.")
+    access_token: SecretStr = Field(
+        description="A system-user access token; checked with Meta, stored encrypted, never shown."
+    )
+    app_secret: SecretStr | None = Field(
+        None, description="The Meta app secret that signs this account's webhooks (optional)."
+    )
+
+
+class SenderAdd(BaseModel):
+    phone_number_id: str = Field(min_length=1, max_length=64)
+    rate: int | None = Field(
+        None, ge=1, le=1000, description="Cap below the number's throughput level (msg/s)."
+    )
+
+
+class KeyCreate(BaseModel):
+    account: str | None = Field(None, description="Default: the account the request acts on.")
+    role: Role
+    name: str | None = Field(None, max_length=200)

@@ -52,6 +52,7 @@ class Sender(BaseModel):
     throughput_level: str | None = None
     messaging_limit: str | None = None
     rate_cap: int | None = Field(default=None, ge=1, le=1000)
+    removed_at: datetime | None = None
 
 
 class Recipient(BaseModel):

@@ -324,11 +324,10 @@ def _get_row(session: Session, campaign_id: str, *, lock: bool = False) -> Campa
 def _validate_draft(session: Session, account_id: str, draft: CampaignDraft) -> None:
     _check_timezone(draft.timezone)
     sender = session.get(SenderNumber, draft.sender_phone_number_id)
-    if sender is None:
-        raise InvalidInput(f"unknown sender number {draft.sender_phone_number_id}")
-    if sender.account_id != account_id:
+    # Another account's number is "unknown" too: its existence is not revealed (SPEC §9).
+    if sender is None or sender.account_id != account_id or sender.removed_at is not None:
         raise InvalidInput(
-            f"sender number {draft.sender_phone_number_id} belongs to another account"
+            f"unknown sender number {draft.sender_phone_number_id} for account {account_id}"
         )
     if draft.audience_id is not None:
         audience = session.get(AudienceRow, draft.audience_id)

@@ -74,6 +74,8 @@ def check_campaign(db: Database, campaign_id: str, *, credits_per_message: int) 
         sender = catalog.get_sender(db, sender_id)
         if sender.account_id != account_id:
             report.problems.append(f"sender {sender_id} belongs to another account")
+        elif sender.removed_at is not None:
+            report.problems.append(f"sender number {sender_id} was removed (`senders remove`)")
     except NotFound:
         report.problems.append(f"sender number {sender_id} is not configured")
 
