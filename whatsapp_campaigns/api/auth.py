@@ -70,16 +70,18 @@ def identify(settings: Settings, db: Database, key: str) -> Principal | None:
     return Principal(key_id=stored.id, account=stored.account_id, role=stored.role)
 
 
-def still_valid(settings: Settings, db: Database, principal: Principal) -> Principal | None:
-    """Re-check a principal from an earlier sign-in (a dashboard session): a revoked key, or a
-    bootstrap key taken out of the settings, ends it."""
-    if principal.key_id == "open":
-        return principal if is_open(settings, db) else None
-    if principal.key_id.startswith("bootstrap-"):
+def still_valid(settings: Settings, db: Database, key_id: str) -> Principal | None:
+    """The principal of a key id from an earlier sign-in (a dashboard session), if the key is
+    still good: a revoked key, or a bootstrap key taken out of the settings, ends it."""
+    if key_id == "open":
+        return open_principal(settings) if is_open(settings, db) else None
+    if key_id.startswith("bootstrap-"):
         known = {_fingerprint(key) for key in settings.api_keys}
-        return principal if principal.key_id.removeprefix("bootstrap-") in known else None
+        if key_id.removeprefix("bootstrap-") not in known:
+            return None
+        return Principal(key_id=key_id, account=settings.default_account, role=Role.ADMIN)
     try:
-        stored = api_keys.get_key(db, principal.key_id)
+        stored = api_keys.get_key(db, key_id)
     except LookupError:
         return None
     if stored.revoked_at is not None:

@@ -1,16 +1,20 @@
 """Dashboard sessions on top of the REST API's keys, and CSRF protection.
 
-A person signs in once with an API key from `CAMPAIGNS_API_KEYS` (none configured: the
-dashboard is open, like the API, and a session is opened without asking). The session is a
-signed cookie (HMAC-SHA256 with `CAMPAIGNS_DASHBOARD_SECRET`, or a random per-process secret)
-holding a fingerprint of the key, never the key: removing a key from the settings ends the
-sessions opened with it. The cookie is HttpOnly, SameSite=Lax and limited to /dashboard.
+A person signs in once with an API key (`campaigns keys create`, or a bootstrap key of
+`CAMPAIGNS_API_KEYS`; no key anywhere: the dashboard is open, like the API, and a session is
+opened without asking). The key decides the account and the role, as on the REST API: a
+viewer sees no actions and every POST of theirs answers 403; an admin may name the account
+to act on. The session is a signed cookie (HMAC-SHA256 with `CAMPAIGNS_DASHBOARD_SECRET`, or
+a random per-process secret) holding the key's id, never the key: every request re-checks
+it, so revoking a key (or removing a bootstrap key from the settings) ends its sessions. The
+cookie is HttpOnly, SameSite=Lax and limited to /dashboard.
 
 Every state-changing request is a POST that must carry the session's CSRF token (a hidden
 form field, derived from the session's random nonce) and, when the browser sends one, an
 Origin (or Referer) of this very host.
 """
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,8 +27,10 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from whatsapp_campaigns.api.auth import is_known_key
+from whatsapp_campaigns.api.auth import Principal, still_valid
+from whatsapp_campaigns.domain.tenancy import Role
 from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store.db import Database
 
 SESSION_COOKIE = "campaigns_session"
 FLASH_COOKIE = "campaigns_flash"
@@ -41,6 +47,10 @@ class CsrfFailed(Exception):
     """A POST without this session's token or from another origin: answered 403."""
 
 
+class ReadOnlySession(CsrfFailed):
+    """A viewer's key tried to change something: answered 403 like a CSRF failure."""
+
+
 @dataclass(frozen=True)
 class DashboardSession:
     account: str
@@ -49,6 +59,11 @@ class DashboardSession:
     issued_at: int
     csrf_token: str
     open_mode: bool  # no API key configured: nobody had to sign in
+    role: Role = Role.ADMIN
+
+    @property
+    def can_write(self) -> bool:
+        return self.role.can_write
 
     @property
     def actor(self) -> str:
@@ -85,13 +100,9 @@ class Signer:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
 
-def key_fingerprint(signer: Signer, api_key: str) -> str:
-    return signer.derive("api-key", api_key)[:32]
-
-
-def new_session_cookie(signer: Signer, *, api_key: str, account: str, user: str) -> str:
+def new_session_cookie(signer: Signer, *, principal: Principal, account: str, user: str) -> str:
     payload = {
-        "k": key_fingerprint(signer, api_key) if api_key else "",
+        "k": principal.key_id,  # the key's id (or a bootstrap key's fingerprint), not the key
         "a": account,
         "u": user,
         "n": secrets.token_hex(16),
@@ -103,36 +114,46 @@ def new_session_cookie(signer: Signer, *, api_key: str, account: str, user: str)
 def read_session(request: Request) -> DashboardSession | None:
     """The request's valid session, or None (absent, forged, expired or its key revoked)."""
     settings: Settings = request.app.state.settings
+    db: Database = request.app.state.db
     signer: Signer = request.app.state.dashboard_signer
     payload = signer.load(request.cookies.get(SESSION_COOKIE))
     if payload is None:
         return None
     try:
-        fingerprint = str(payload["k"])
+        key_id = str(payload["k"])
         account, user, nonce = str(payload["a"]), str(payload["u"]), str(payload["n"])
         issued_at = int(payload["t"])
     except (KeyError, TypeError, ValueError):
         return None
     if time.time() - issued_at > SESSION_MAX_AGE:
         return None
-    if settings.api_keys:
-        current = [key_fingerprint(signer, key) for key in settings.api_keys]
-        if not fingerprint or not is_known_key(fingerprint, current):
-            return None
+    principal = still_valid(settings, db, key_id)
+    if principal is None:
+        return None
     return DashboardSession(
-        account=account or settings.default_account,
+        # Only an admin acts on another account than its key's.
+        account=account if account and principal.role is Role.ADMIN else principal.account,
         user=user,
         nonce=nonce,
         issued_at=issued_at,
         csrf_token=signer.derive("csrf", nonce)[:40],
-        open_mode=not settings.api_keys,
+        open_mode=principal.key_id == "open",
+        role=principal.role,
     )
 
 
 async def require_session(request: Request) -> DashboardSession:
-    session = read_session(request)
+    session = await asyncio.to_thread(read_session, request)  # re-checks the key in the store
     if session is None:
         raise LoginRequired()
+    return session
+
+
+async def require_writer(request: Request) -> DashboardSession:
+    """A session whose key may change things (not a viewer's)."""
+    session = await require_session(request)
+    if not session.can_write:
+        raise ReadOnlySession("this API key is a viewer's: it may only read")
     return session
 
 

@@ -21,6 +21,7 @@ from whatsapp_campaigns.dashboard.pages import (
     OptionalText,
     PageNotFound,
     SessionDep,
+    WriterSessionDep,
     campaigns_client,
     find_audience,
     find_sender,
@@ -68,6 +69,8 @@ async def _campaign_context(
     if throttled_until is not None and throttled_until <= now:
         throttled_until = None
     actions = allowed_actions(campaign.status, campaign.policy, now=now, send_at=campaign.send_at)
+    if not session.can_write:  # a viewer reads: the report, no buttons that change anything
+        actions = [action for action in actions if action is CampaignAction.REPORT]
     sender = await find_sender(db, campaign.sender_phone_number_id)
     template = await asyncio.to_thread(
         catalog.get_template, db, campaign.account_id, campaign.template_name, campaign.language
@@ -143,7 +146,7 @@ async def campaign_action(
     request: Request,
     campaign_id: str,
     action: str,
-    session: SessionDep,
+    session: WriterSessionDep,
     csrf_token: OptionalText = None,
     reason: OptionalText = None,
     send_date: OptionalText = None,

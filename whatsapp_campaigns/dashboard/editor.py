@@ -18,7 +18,7 @@ from whatsapp_campaigns.dashboard.auth import (
 )
 from whatsapp_campaigns.dashboard.pages import (
     OptionalText,
-    SessionDep,
+    WriterSessionDep,
     campaigns_client,
     find_audience,
     int_param,
@@ -175,14 +175,14 @@ DraftFormDep = Annotated[DraftForm, Depends(draft_form)]
 
 
 @router.get("/campaigns/new")
-async def new_campaign(request: Request, session: SessionDep) -> HTMLResponse:
+async def new_campaign(request: Request, session: WriterSessionDep) -> HTMLResponse:
     return await editor_page(request, session, None)
 
 
 @router.post("/campaigns/new")
 async def create_campaign(
     request: Request,
-    session: SessionDep,
+    session: WriterSessionDep,
     form: DraftFormDep,
     csrf_token: OptionalText = None,
     audience_file: Annotated[UploadFile | None, File()] = None,
@@ -192,7 +192,9 @@ async def create_campaign(
 
 
 @router.get("/campaigns/{campaign_id}/edit")
-async def edit_campaign_form(request: Request, campaign_id: str, session: SessionDep) -> Response:
+async def edit_campaign_form(
+    request: Request, campaign_id: str, session: WriterSessionDep
+) -> Response:
     campaign = await owned_campaign(get_db(request), campaign_id, session)
     now = datetime.now(UTC)
     if CampaignAction.EDIT not in allowed_actions(
@@ -211,7 +213,7 @@ async def edit_campaign_form(request: Request, campaign_id: str, session: Sessio
 async def edit_campaign(
     request: Request,
     campaign_id: str,
-    session: SessionDep,
+    session: WriterSessionDep,
     form: DraftFormDep,
     csrf_token: OptionalText = None,
     audience_file: Annotated[UploadFile | None, File()] = None,

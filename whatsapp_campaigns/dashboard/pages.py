@@ -28,6 +28,7 @@ from whatsapp_campaigns.dashboard.auth import (
     DashboardSession,
     Signer,
     require_session,
+    require_writer,
 )
 from whatsapp_campaigns.domain.models import (
     Audience,
@@ -60,6 +61,8 @@ SECURITY_HEADERS = {
 }
 
 SessionDep = Annotated[DashboardSession, Depends(require_session)]
+# Pages and forms that change something: a viewer's key is answered 403.
+WriterSessionDep = Annotated[DashboardSession, Depends(require_writer)]
 OptionalText = Annotated[str | None, Form()]
 
 

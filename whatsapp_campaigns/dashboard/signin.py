@@ -1,13 +1,21 @@
 """Signing in to and out of the dashboard: the session cookie that every other page requires."""
 
+import asyncio
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from whatsapp_campaigns.api.auth import is_known_key
-from whatsapp_campaigns.api.dependencies import get_settings
+from whatsapp_campaigns.api.auth import (
+    Principal,
+    identify,
+    is_open,
+    open_principal,
+    throttle_keys,
+)
+from whatsapp_campaigns.api.dependencies import get_db, get_settings
+from whatsapp_campaigns.api.throttle import FailedAuthThrottle
 from whatsapp_campaigns.dashboard.auth import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -25,6 +33,7 @@ from whatsapp_campaigns.dashboard.pages import (
     render,
     signer,
 )
+from whatsapp_campaigns.domain.tenancy import Role
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +49,12 @@ async def dashboard_root() -> RedirectResponse:
 async def login_form(request: Request, next: str | None = None) -> Response:
     target = safe_next(next)
     settings = get_settings(request)
-    if read_session(request) is not None:
+    if await asyncio.to_thread(read_session, request) is not None:
         return redirect(request, target)
-    if not settings.api_keys:
+    if await asyncio.to_thread(is_open, settings, get_db(request)):
         # Open like the API (dev stack): a session without a key, for the CSRF token.
         response = redirect(request, target)
-        _set_session(request, response, api_key="", account="", user="")
+        _set_session(request, response, principal=open_principal(settings), account="", user="")
         return response
     return render(request, "login.html", {"next": target}, session=None)
 
@@ -60,21 +69,35 @@ async def login(
 ) -> Response:
     check_origin(request)
     settings = get_settings(request)
+    db = get_db(request)
+    throttle: FailedAuthThrottle = request.app.state.auth_throttle
     target = safe_next(next)
     key = api_key.strip()
-    if settings.api_keys and not (key and is_known_key(key, settings.api_keys)):
-        client = request.client.host if request.client else "?"
-        log.warning("dashboard sign-in refused from %s: unknown API key", client)
-        context = {"next": target, "error": "Unknown API key.", "user": user, "account": account}
+    account = account.strip()[:64]
+    context = {"next": target, "user": user, "account": account}
+    counted = throttle_keys(request, key)
+    retry_after = throttle.retry_after(counted)
+    if retry_after is not None:
+        log.warning("dashboard sign-in throttled from %s", _client(request))
+        context["error"] = f"Too many failed sign-ins: try again in {retry_after} s."
+        throttled = render(request, "login.html", context, session=None, status_code=429)
+        throttled.headers["Retry-After"] = str(retry_after)
+        return throttled
+    principal: Principal | None
+    if await asyncio.to_thread(is_open, settings, db):
+        principal = open_principal(settings)
+    else:
+        principal = await asyncio.to_thread(identify, settings, db, key) if key else None
+    if principal is None:
+        throttle.record_failure(counted)
+        log.warning("dashboard sign-in refused from %s: unknown API key", _client(request))
+        context["error"] = "Unknown or revoked API key."
         return render(request, "login.html", context, session=None, status_code=401)
+    if account and account != principal.account and principal.role is not Role.ADMIN:
+        context["error"] = f"This key acts on account {principal.account} only."
+        return render(request, "login.html", context, session=None, status_code=403)
     response = redirect(request, target)
-    _set_session(
-        request,
-        response,
-        api_key=key if settings.api_keys else "",
-        account=account.strip()[:100],
-        user=user.strip()[:100],
-    )
+    _set_session(request, response, principal=principal, account=account, user=user.strip()[:100])
     return response
 
 
@@ -88,12 +111,16 @@ async def logout(
     return response
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
 def _set_session(
-    request: Request, response: Response, *, api_key: str, account: str, user: str
+    request: Request, response: Response, *, principal: Principal, account: str, user: str
 ) -> None:
     response.set_cookie(
         SESSION_COOKIE,
-        new_session_cookie(signer(request), api_key=api_key, account=account, user=user),
+        new_session_cookie(signer(request), principal=principal, account=account, user=user),
         max_age=SESSION_MAX_AGE,
         path=COOKIE_PATH,
         httponly=True,
