@@ -18,6 +18,7 @@ from whatsapp_campaigns.store import campaigns, catalog
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.store.models import AudienceRow, MessageRow, RecipientRow, utcnow
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
 
 ACCOUNT = SANDBOX_ACCOUNT_ID
 SENDER = SANDBOX_SENDER.phone_number_id
@@ -59,11 +60,15 @@ def seed(db: Database) -> None:
 
 @asynccontextmanager
 async def api_client(
-    db: Database, settings: Settings | None = None, *, headers: dict[str, str] | None = None
+    db: Database,
+    settings: Settings | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    providers: AccountProviders | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings or make_settings(db)
     campaigns_client = CampaignsClient(cast(Client, UnusedTemporal()), db, settings)
-    app = create_app(settings, db, campaigns_client=campaigns_client)
+    app = create_app(settings, db, campaigns_client=campaigns_client, providers=providers)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://api", headers=headers

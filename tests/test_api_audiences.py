@@ -3,16 +3,17 @@ ASGI app."""
 
 import importlib.util
 from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx
 import pytest
 
-from tests.api_helpers import ACCOUNT, SANDBOX_TEMPLATES, SENDER, api_client, seed
-from whatsapp_campaigns.api import routes_templates
+from tests.api_helpers import ACCOUNT, SANDBOX_TEMPLATES, SENDER, api_client, make_settings, seed
 from whatsapp_campaigns.domain.models import Template
-from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import accounts, optouts
 from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.provider import Provider
 
 CSV = (
     b"phone,name\n"
@@ -158,20 +159,17 @@ class _FakeProvider:
         self.closed = True
 
 
-async def test_sync_templates_stores_what_the_provider_lists(
-    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_sync_templates_stores_what_the_provider_lists(db: Database) -> None:
+    seed(db)
+    settings = make_settings(db)
     provider = _FakeProvider()
-
-    def make_provider(settings: Settings) -> _FakeProvider:
-        return provider
-
-    monkeypatch.setattr(routes_templates, "make_provider", make_provider)
-    response = await api.post("/templates/sync")
-    assert response.status_code == 200
-    assert response.json()["synced"] == 1
-    assert provider.asked == ["sandbox"] and provider.closed
-    names = [t["name"] for t in (await api.get("/templates")).json()]
+    providers = AccountProviders(settings, db, shared=cast(Provider, provider))
+    async with api_client(db, settings, providers=providers) as api:
+        response = await api.post("/templates/sync")
+        assert response.status_code == 200
+        assert response.json()["synced"] == 1
+        assert provider.asked == ["sandbox"]
+        names = [t["name"] for t in (await api.get("/templates")).json()]
     assert "winter_sale" in names
 
 

@@ -1,5 +1,6 @@
-"""Bearer API keys: required on the REST routes when configured, never on /healthz, /metrics,
-/webhooks/*, /docs and /openapi.json; an open API when none is configured."""
+"""Bootstrap API keys (`CAMPAIGNS_API_KEYS`): required on the REST routes when configured,
+never on /healthz, /metrics, /webhooks/*, /docs and /openapi.json; an open API when no key is
+configured anywhere. Keys bound to accounts and roles: tests/test_api_keys.py."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -9,7 +10,8 @@ import pytest
 
 from tests.api_helpers import API_KEY, api_client, make_settings, seed
 from whatsapp_campaigns.api.app import create_app
-from whatsapp_campaigns.api.auth import is_known_key
+from whatsapp_campaigns.api.auth import identify
+from whatsapp_campaigns.domain.tenancy import Role
 from whatsapp_campaigns.store.db import Database
 
 OTHER_KEY = "test-key-2"
@@ -37,7 +39,7 @@ async def test_a_route_without_a_key_is_401_with_www_authenticate(api: httpx.Asy
 async def test_a_wrong_key_is_401(api: httpx.AsyncClient) -> None:
     response = await api.get("/campaigns", headers=_bearer("guess"))
     assert response.status_code == 401
-    assert response.json() == {"detail": "unknown API key"}
+    assert response.json() == {"detail": "unknown or revoked API key"}
 
 
 async def test_a_basic_authorization_is_401(api: httpx.AsyncClient) -> None:
@@ -103,8 +105,15 @@ def test_an_api_with_keys_does_not_warn(db: Database, caplog: pytest.LogCaptureF
     assert not [r for r in caplog.records if r.name == "whatsapp_campaigns.api.auth"]
 
 
-def test_is_known_key_matches_exactly() -> None:
-    assert is_known_key("abc", ["x", "abc"])
-    assert not is_known_key("ab", ["abc"])
-    assert not is_known_key("abcd", ["abc"])
-    assert not is_known_key("", [])
+def test_a_bootstrap_key_is_an_admin_of_the_default_account(db: Database) -> None:
+    settings = make_settings(db, CAMPAIGNS_API_KEYS=f"{API_KEY},{OTHER_KEY}")
+    principal = identify(settings, db, OTHER_KEY)
+    assert principal is not None
+    assert (principal.account, principal.role) == (settings.default_account, Role.ADMIN)
+    assert OTHER_KEY not in principal.key_id  # a fingerprint names it, never the key
+
+
+@pytest.mark.parametrize("guess", ["test-key", "test-key-1x", "", "TEST-KEY-1"])
+def test_a_bootstrap_key_matches_exactly(db: Database, guess: str) -> None:
+    settings = make_settings(db, CAMPAIGNS_API_KEYS=API_KEY)
+    assert identify(settings, db, guess) is None

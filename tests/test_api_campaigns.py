@@ -67,7 +67,7 @@ async def test_create_draft_records_the_actor_header_in_the_timeline(
 async def test_create_draft_with_an_unknown_sender_is_422(api: httpx.AsyncClient) -> None:
     response = await api.post("/campaigns", json=draft_body(sender_phone_number_id="nope"))
     assert response.status_code == 422
-    assert response.json()["detail"] == "unknown sender number nope"
+    assert response.json()["detail"] == "unknown sender number nope for account default"
 
 
 async def test_create_draft_with_an_unknown_timezone_is_422(api: httpx.AsyncClient) -> None:

@@ -126,7 +126,7 @@ def test_api_and_sandbox_servers_with_api_keys_and_signed_webhooks(db: Database)
         wrong = httpx.get(f"{api}/campaigns", headers={"Authorization": "Bearer guess"})
         missing = httpx.get(f"{api}/campaigns")
         right = httpx.get(f"{api}/campaigns", headers={"Authorization": "Bearer good-key"})
-        assert (wrong.status_code, wrong.json()) == (401, {"detail": "unknown API key"})
+        assert (wrong.status_code, wrong.json()) == (401, {"detail": "unknown or revoked API key"})
         assert (missing.status_code, missing.json()) == (401, {"detail": "missing bearer API key"})
         assert right.status_code == 200
         assert httpx.get(f"{api}/docs").status_code == 200

@@ -71,7 +71,7 @@ async def test_pages_need_a_session_and_the_login_takes_only_a_known_key(db: Dat
         assert (await client.get("/dashboard/campaigns/abc/report.csv")).status_code == 303
 
         wrong = await client.post("/dashboard/login", data={"api_key": "nope"})
-        assert wrong.status_code == 401 and "Unknown API key" in wrong.text
+        assert wrong.status_code == 401 and "Unknown or revoked API key" in wrong.text
         assert "campaigns_session" not in client.cookies
 
         ok = await client.post(

@@ -54,10 +54,15 @@ Refused actions answer 409 with the reason; repeated failed authentications answ
 
 
 def create_app(
-    settings: Settings, db: Database, *, campaigns_client: CampaignsClient | None = None
+    settings: Settings,
+    db: Database,
+    *,
+    campaigns_client: CampaignsClient | None = None,
+    providers: AccountProviders | None = None,
 ) -> FastAPI:
     """`campaigns_client`: the client that creates and steers campaigns; without one, it is
-    built on first use (with a lazy Temporal connection) and closed at shutdown."""
+    built on first use (with a lazy Temporal connection) and closed at shutdown.
+    `providers`: how each account reaches WhatsApp (default: its stored connection)."""
     warn_if_open(settings)
     # A stored token that CAMPAIGNS_SECRET_KEY cannot decrypt: one clear error at start-up.
     verify_secret_key(db, secret_box(settings))
@@ -66,7 +71,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.campaigns_client = clients
-    app.state.providers = AccountProviders(settings, db)
+    app.state.providers = providers or AccountProviders(settings, db)
     app.state.auth_throttle = FailedAuthThrottle(
         settings.auth_max_failures, settings.auth_failure_window_seconds
     )
