@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from whatsapp_campaigns import metrics
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
-from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.models import Template, template_stopped_reason
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import AttemptStart, SendJob
@@ -60,6 +60,12 @@ class SendActivities:
         if start.job is None:  # the campaign was paused or cancelled when this send was due
             return SendResult(message_id=input.message_id, halted=True)
         job = start.job
+        template = await self._template(job)
+        if template is not None and template.status.stops_campaigns:
+            # Meta paused or disabled it: pause the campaign rather than burn the message.
+            await asyncio.to_thread(messages.hand_back_attempt, self._db, job.message_id)
+            await self._pause_for_template(job, template)
+            return SendResult(message_id=job.message_id, halted=True)
         try:
             send = TemplateSend(
                 sender_phone_number_id=job.sender_phone_number_id,
@@ -187,6 +193,22 @@ class SendActivities:
             # An expected outcome, logged above in one line: no stack trace per failed send.
             category=ApplicationErrorCategory.BENIGN,
         )
+
+    async def _pause_for_template(self, job: SendJob, template: Template) -> None:
+        """Signal `pause` with the reason (the account webhook usually paused it already; this
+        covers a webhook that could not reach Temporal)."""
+        reason = template_stopped_reason(
+            template.name, template.language, template.status, "found at send time"
+        )
+        activity.logger.warning("campaign %s: %s", job.campaign_id, reason)
+        workflow_id = activity.info().workflow_id
+        if workflow_id is None:  # only when run outside a workflow (tests)
+            return
+        try:
+            handle = activity.client().get_workflow_handle(workflow_id)
+            await handle.signal("pause", {"reason": reason, "by": "whatsapp"})
+        except RPCError as error:
+            activity.logger.warning("could not pause the campaign: %s", error)
 
     async def _report_sender_limited(self, job: SendJob, error: ProviderError) -> None:
         """Tell the campaign to stop (messaging limit) or slow down (throughput limit)."""

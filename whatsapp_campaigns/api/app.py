@@ -72,6 +72,7 @@ def create_app(
     app.state.db = db
     app.state.campaigns_client = clients
     app.state.providers = providers or AccountProviders(settings, db)
+    app.state.webhook_secrets = webhooks.new_secrets_cache()
     app.state.auth_throttle = FailedAuthThrottle(
         settings.auth_max_failures, settings.auth_failure_window_seconds
     )

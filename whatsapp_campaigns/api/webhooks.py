@@ -13,23 +13,32 @@ https://developers.facebook.com/documentation/business-messaging/whatsapp/webhoo
 import hmac
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from whatsapp_campaigns import metrics
+from whatsapp_campaigns.api.account_webhooks import (
+    TemplateStopped,
+    account_changes,
+    apply_account_changes,
+    pause_campaigns,
+)
+from whatsapp_campaigns.api.dependencies import ClientHolder
 from whatsapp_campaigns.domain.policy import DEFAULT_STOP_KEYWORDS
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.settings import Settings
-from whatsapp_campaigns.store import status_updates
+from whatsapp_campaigns.store import connections, status_updates
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.status_updates import AppliedCounts, InboundReply, StatusUpdate
+from whatsapp_campaigns.whatsapp.connections import secret_box
 from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, is_valid_signature
 
 log = logging.getLogger(__name__)
@@ -69,7 +78,7 @@ def verify_subscription(
 
 
 @router.post("")
-async def receive(request: Request) -> JSONResponse:
+async def receive(request: Request, background: BackgroundTasks) -> JSONResponse:
     settings: Settings = request.app.state.settings
     db: Database = request.app.state.db
     body = await request.body()  # the raw bytes: the signature covers them, not a re-encoding
@@ -78,8 +87,8 @@ async def receive(request: Request) -> JSONResponse:
         log.warning("webhook refused: no %s header", SIGNATURE_HEADER)
         return _error(401, "missing signature")
     # is_valid_signature compares str digests, which refuses non-ASCII text with a TypeError.
-    if not signature.isascii() or not is_valid_signature(
-        body, signature, settings.whatsapp_app_secret
+    if not signature.isascii() or not any(
+        is_valid_signature(body, signature, secret) for secret in await _app_secrets(request)
     ):
         log.warning("webhook refused: %s does not sign the body", SIGNATURE_HEADER)
         return _error(403, "invalid signature")
@@ -91,6 +100,16 @@ async def receive(request: Request) -> JSONResponse:
     if not isinstance(payload, dict):
         log.warning("webhook refused: body is JSON but not an object")
         return _error(400, "malformed payload")
+    changes = account_changes(payload)
+    if changes:
+        try:
+            stopped = await run_in_threadpool(apply_account_changes, db, settings, changes)
+        except SQLAlchemyError:
+            log.exception("account webhook not applied: store error")
+            return _error(503, "store unavailable")
+        if stopped:  # Temporal after the answer: Meta is not kept waiting on it
+            clients: ClientHolder = request.app.state.campaigns_client
+            background.add_task(_pause_campaigns, clients, stopped)
     received_at = datetime.now(UTC)
     parsed = parse_webhook(payload, received_at=received_at)
     for update in parsed.statuses:  # WhatsApp's timestamp -> its arrival here
@@ -241,6 +260,37 @@ def _apply(
             db, account_replies, account_id=account_id, stop_keywords=DEFAULT_STOP_KEYWORDS
         )
     return statuses, replies
+
+
+async def _pause_campaigns(clients: "ClientHolder", stopped: list[TemplateStopped]) -> None:
+    await pause_campaigns(await clients.get(), stopped)
+
+
+async def _app_secrets(request: Request) -> list[str]:
+    """The secrets a webhook may be signed with: WHATSAPP_APP_SECRET and each account's own
+    (stored encrypted; re-read at most once a minute)."""
+    settings: Settings = request.app.state.settings
+    cache: _SecretsCache = request.app.state.webhook_secrets
+    if time.monotonic() - cache.read_at > _SECRETS_REFRESH_SECONDS:
+        stored = await run_in_threadpool(
+            connections.stored_app_secrets, request.app.state.db, secret_box(settings)
+        )
+        cache.secrets, cache.read_at = stored, time.monotonic()
+    own = [settings.whatsapp_app_secret] if settings.whatsapp_app_secret else []
+    return own + [secret for secret in cache.secrets if secret not in own]
+
+
+@dataclass
+class _SecretsCache:
+    secrets: list[str] = field(default_factory=list)
+    read_at: float = float("-inf")
+
+
+def new_secrets_cache() -> _SecretsCache:
+    return _SecretsCache()
+
+
+_SECRETS_REFRESH_SECONDS = 60.0
 
 
 def _error(status_code: int, detail: str) -> JSONResponse:

@@ -17,6 +17,21 @@ class TemplateStatus(StrEnum):
     PAUSED = "PAUSED"
     DISABLED = "DISABLED"
 
+    @property
+    def stops_campaigns(self) -> bool:
+        """Meta paused or disabled the template: every send would fail (132015/132016), so
+        a running campaign pauses instead (SPEC §9)."""
+        return self in (TemplateStatus.PAUSED, TemplateStatus.DISABLED)
+
+
+def template_stopped_reason(name: str, language: str, status: TemplateStatus, why: str) -> str:
+    """The pause reason of a campaign whose template Meta paused or disabled."""
+    because = f" ({why})" if why and why.upper() != "NONE" else ""
+    return (
+        f"WhatsApp {status.value.lower()} template {name} ({language}){because}; "
+        "resume once it is APPROVED again"
+    )
+
 
 class TemplateCategory(StrEnum):
     MARKETING = "MARKETING"

@@ -283,6 +283,21 @@ class CampaignsClient:
         )
 
     async def resume(self, campaign_id: str, *, by: str | None = None) -> Progress:
+        """Refused while WhatsApp has the campaign's template paused or disabled (SPEC §9):
+        every message would fail; resume once Meta approves it again."""
+        campaign = await self.get(campaign_id)
+        template = await self._store(
+            catalog.get_template,
+            self.db,
+            campaign.account_id,
+            campaign.template_name,
+            campaign.language,
+        )
+        if template is not None and template.status.stops_campaigns:
+            raise CampaignRefused(
+                f"template {template.name} ({template.language}) is {template.status.value} "
+                "by WhatsApp: resume once it is APPROVED again"
+            )
         return await self._steer(campaign_id, CampaignAction.RESUME, ResumeRequest(by=by))
 
     async def cancel(

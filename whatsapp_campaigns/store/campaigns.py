@@ -159,6 +159,26 @@ def list_campaigns(
         return [Campaign.model_validate(row) for row in rows], int(total or 0)
 
 
+def running_with_template(
+    db: Database, account_id: str, template_name: str, language: str
+) -> list[str]:
+    """Ids of the account's campaigns that send (or are about to) with this template."""
+    running = (CampaignStatus.QUEUED.value, CampaignStatus.SENDING.value)
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(CampaignRow.id)
+                .where(
+                    CampaignRow.account_id == account_id,
+                    CampaignRow.template_name == template_name,
+                    CampaignRow.language == language,
+                    CampaignRow.status.in_(running),
+                )
+                .order_by(CampaignRow.id)
+            )
+        )
+
+
 def set_schedule(db: Database, campaign_id: str, send_at: datetime, timezone: str) -> Campaign:
     """Set the send time (stored UTC) and the timezone it is shown in, on a draft or a
     scheduled campaign (a reschedule)."""

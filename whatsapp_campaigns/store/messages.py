@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
 
 from whatsapp_campaigns.domain.errors import ErrorClass
@@ -258,20 +259,36 @@ def resume_attempt(db: Database, message_id: int) -> bool:
                 update(MessageRow).where(claimed).values(sending_at=now, updated_at=now)
             )
             return True
-        connection.execute(
-            update(MessageRow)
-            .where(claimed)
-            .values(
-                status=case(
-                    (MessageRow.attempts > 1, MessageStatus.RETRYING.value),
-                    else_=MessageStatus.QUEUED.value,
-                ),
-                attempts=MessageRow.attempts - 1,
-                sending_at=None,
-                updated_at=now,
-            )
-        )
+        connection.execute(_hand_back(claimed, now))
         return False
+
+
+def hand_back_attempt(db: Database, message_id: int) -> None:
+    """Give back a claimed message that was not sent (its template was paused by WhatsApp):
+    not counted as an attempt, queued (or retrying) again for when the campaign resumes."""
+    claimed = and_(
+        MessageRow.id == message_id,
+        MessageRow.status == MessageStatus.SENDING.value,
+        MessageRow.provider_message_id.is_(None),
+    )
+    with db.transaction() as connection:
+        connection.execute(_hand_back(claimed, utcnow()))
+
+
+def _hand_back(claimed: ColumnElement[bool], now: datetime) -> Update:
+    return (
+        update(MessageRow)
+        .where(claimed)
+        .values(
+            status=case(
+                (MessageRow.attempts > 1, MessageStatus.RETRYING.value),
+                else_=MessageStatus.QUEUED.value,
+            ),
+            attempts=MessageRow.attempts - 1,
+            sending_at=None,
+            updated_at=now,
+        )
+    )
 
 
 _SEND_JOB_QUERY = (
