@@ -93,6 +93,7 @@ def register_sender(
             keys=["phone_number_id"],
             update=_SENDER_SETTINGS,
         )
+        session.expire_all()  # the upsert bypassed the ORM: re-read the row
         return _get_sender(session, number.phone_number_id)
 
 
