@@ -23,11 +23,12 @@ from whatsapp_campaigns.settings import get_settings
 CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
 
 
-def invoke(args: Sequence[str], env: dict[str, str]) -> Result:
-    """Run `campaigns ARGS` in this process with `env` on top of the environment."""
+def invoke(args: Sequence[str], env: dict[str, str], *, stdin: str | None = None) -> Result:
+    """Run `campaigns ARGS` in this process with `env` on top of the environment (and `stdin`
+    as its standard input)."""
     get_settings.cache_clear()  # the CLI reads its settings once per process otherwise
     try:
-        return CliRunner().invoke(app, list(args), env=env)
+        return CliRunner().invoke(app, list(args), env=env, input=stdin)
     finally:
         get_settings.cache_clear()
 
