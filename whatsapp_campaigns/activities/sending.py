@@ -43,6 +43,7 @@ class SendActivities:
         providers: AccountProviders,
         *,
         reconcile_window: timedelta,
+        template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
@@ -50,6 +51,7 @@ class SendActivities:
         self._db = db
         self._providers = providers
         self._reconcile_window = reconcile_window
+        self._template_cache_seconds = template_cache_seconds
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
 
     @activity.defn(name="send_message")
@@ -140,10 +142,11 @@ class SendActivities:
             raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
 
     async def _template(self, job: SendJob) -> Template | None:
-        """Templates change rarely; each worker re-reads one at most once a minute."""
+        """Templates change rarely; each worker re-reads one at most once a minute (by
+        default): often enough to notice that WhatsApp paused it."""
         key = (job.account_id, job.template_name, job.language)
         cached = self._templates.get(key)
-        if cached is not None and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
             return cached[1]
         template = await asyncio.to_thread(catalog.get_template, self._db, *key)
         self._templates[key] = (time.monotonic(), template)

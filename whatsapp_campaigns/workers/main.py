@@ -74,6 +74,7 @@ def build_workers(
         db,
         providers,
         reconcile_window=timedelta(seconds=settings.reconcile_seconds),
+        template_cache_seconds=settings.template_cache_seconds,
     )
     workers = [
         Worker(
