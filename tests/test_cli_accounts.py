@@ -210,3 +210,17 @@ def test_keys_revoke_ends_a_key(db: Database) -> None:
 )
 def test_keys_of_unknown_objects_are_one_line(db: Database, args: list[str]) -> None:
     assert "not found" in one_line_error(invoke(args, env(db)))
+
+
+@pytest.mark.parametrize("command", [["worker"], ["api", "--port", "1"]])
+def test_a_process_with_a_stored_token_and_no_secret_key_stops_at_start_up(
+    db: Database, command: list[str]
+) -> None:
+    seed_account(db, "acme")
+    connections.connect_account(db, SecretBox(SECRET_KEY), "acme", waba_id="w", access_token=TOKEN)
+    result = invoke(command, env(db, CAMPAIGNS_SECRET_KEY=""))
+    assert result.exit_code == 1
+    assert "CAMPAIGNS_SECRET_KEY is not set: cannot decrypt the access token of account acme" in (
+        result.stderr
+    )
+    assert TOKEN not in result.output

@@ -23,6 +23,7 @@ from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, Campai
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
+from whatsapp_campaigns.store.secrets import SecretKeyError
 
 app = typer.Typer(
     help="WhatsApp template campaigns on Temporal: create, schedule, steer and watch them.",
@@ -84,7 +85,13 @@ def guard(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except (CampaignNotFound, NotFound) as error:
         fail(str(error).strip("'\""))
-    except (CampaignRefused, InvalidInput, InsufficientCredits, AudienceImportError) as error:
+    except (
+        CampaignRefused,
+        InvalidInput,
+        InsufficientCredits,
+        AudienceImportError,
+        SecretKeyError,
+    ) as error:
         fail(str(error))
     except ConnectionError as error:
         fail(f"cannot reach Temporal or the database: {error}")
