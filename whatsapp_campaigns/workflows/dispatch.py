@@ -1,0 +1,334 @@
+"""The dispatch loop: one send activity per message in a bounded window, paced by the sender's
+limits (throttling, slow-down), guarded by the auto-pause rule, continuing as new every
+`MESSAGES_PER_RUN` messages so that no history grows past a few thousand events.
+"""
+
+import asyncio
+import contextlib
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    is_cancelled_exception,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from whatsapp_campaigns.activities.campaign import CampaignActivities
+    from whatsapp_campaigns.activities.sending import SendActivities
+    from whatsapp_campaigns.domain.engine import (
+        CampaignInput,
+        MessagePage,
+        SenderLimited,
+        SendMessageInput,
+        SendResult,
+    )
+    from whatsapp_campaigns.domain.errors import ErrorClass
+    from whatsapp_campaigns.domain.models import TimelineEntry
+    from whatsapp_campaigns.domain.statuses import (
+        FAILURE_MESSAGE_STATUSES,
+        CampaignStatus,
+        MessageStatus,
+    )
+    from whatsapp_campaigns.workflows.task_queues import send_task_queue
+
+from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS, CampaignLifecycle
+
+# Continue as new after this many sends (≈3.2 history events each), or earlier when the
+# history grows past HISTORY_EVENTS_LIMIT while nothing is in flight (long pauses, throttling).
+MESSAGES_PER_RUN = 1000
+HISTORY_EVENTS_LIMIT = 6000
+PAGE_SIZE = 1000
+MAX_WINDOW = 500
+# How often counts (which include webhook statuses) are re-read from the store.
+REFRESH_WHILE_SENDING = timedelta(seconds=5)
+REFRESH_WHILE_WAITING = timedelta(minutes=10)
+
+
+class CampaignDispatch(CampaignLifecycle):
+    def __init__(self, input: CampaignInput) -> None:
+        super().__init__(input)
+        self._pending: dict[int, workflow.ActivityHandle[SendResult]] = {}
+        self._stop_reason: str | None = None  # auth/account errors: pause the campaign
+        self._run_dispatched = 0
+        self._deferred: deque[int] = deque(self._s.deferred)
+        self._buffer: deque[int] = deque()
+
+    async def _send_all(self) -> None:
+        s = self._s
+        if s.deadline_at is None:
+            s.deadline_at = workflow.now() + s.policy.sending_deadline
+        self._send_queue = send_task_queue(workflow.info().task_queue, s.sender_phone_number_id)
+        while True:
+            if self._stopped():
+                break
+            if await self._refresh_due():
+                continue
+            if self._stop_reason is not None:
+                reason, self._stop_reason = self._stop_reason, None
+                if s.status is CampaignStatus.SENDING:
+                    await self._change_status(CampaignStatus.PAUSED, action="pause", reason=reason)
+                continue
+            if guard := self._auto_pause_reason():
+                s.guard_settled_base, s.guard_failed_base = s.settled, s.failed
+                await self._change_status(CampaignStatus.PAUSED, action="auto_pause", reason=guard)
+                continue
+            if self._run_dispatched >= MESSAGES_PER_RUN or self._history_too_long():
+                if not self._pending:
+                    await self._continue_as_new()
+                await self._wait(lambda: not self._pending)
+                continue
+            next_id = await self._next_message_id()
+            if next_id is None:
+                if not self._pending:
+                    break  # every message has an outcome
+                await self._wait(lambda: not self._pending or bool(self._deferred))
+                continue
+            blocked_until = self._dispatch_blocked_until()
+            if blocked_until is not None:
+                self._deferred.appendleft(next_id)
+                await self._wait(
+                    lambda: self._dispatch_blocked_until() is None, until=blocked_until
+                )
+                continue
+            if len(self._pending) >= self._window():
+                # Refill in batches, not one send per completion: completions then arrive many
+                # per workflow task, which is what keeps the Temporal server's work per
+                # message (and the history) small.
+                self._deferred.appendleft(next_id)
+                await self._wait(lambda: len(self._pending) <= self._window() // 2)
+                continue
+            self._start_send(next_id)
+
+        await self._settle_in_flight()
+
+    def _stopped(self) -> bool:
+        s = self._s
+        return s.status.is_terminal or (
+            s.deadline_at is not None and workflow.now() >= s.deadline_at
+        )
+
+    def _dispatch_blocked_until(self) -> datetime | None:
+        """When dispatch may go on, or None if it may go on now. Paused waits for a resume."""
+        s = self._s
+        if s.status is CampaignStatus.PAUSED:
+            return s.deadline_at
+        now = workflow.now()
+        if s.throttled_until is not None and s.throttled_until > now:
+            return s.throttled_until
+        return None
+
+    def _window(self) -> int:
+        """Sends in flight at once: about two seconds of the sender's rate, capped; a quarter
+        of it for a while after WhatsApp said the sender's throughput was exceeded."""
+        window = min(MAX_WINDOW, max(10, 2 * self._s.sender_rate_per_second))
+        slow_until = self._s.slow_until
+        if slow_until is not None and slow_until > workflow.now():
+            window = max(1, window // 4)
+        return window
+
+    async def _wait(self, ready: Any, until: datetime | None = None) -> None:
+        """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`."""
+        status = self._s.status
+        limits = [t for t in (until, self._s.deadline_at) if t is not None]
+        limits.append((self._last_refresh or workflow.now()) + self._refresh_interval())
+        timeout = (min(limits) - workflow.now()).total_seconds()
+        if timeout <= 0:
+            return  # whatever is due is handled at the top of the dispatch loop
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    ready()
+                    or self._s.status is not status
+                    or self._stop_reason is not None
+                    or self._auto_pause_reason() is not None
+                ),
+                timeout=timeout,
+            )
+
+    async def _next_message_id(self) -> int | None:
+        if self._deferred:
+            return self._deferred.popleft()
+        if not self._buffer and not self._s.pages_exhausted:
+            ids: list[int] = await workflow.execute_activity_method(
+                CampaignActivities.page_queued_messages,
+                MessagePage(
+                    campaign_id=self._campaign_id, after_id=self._s.cursor, limit=PAGE_SIZE
+                ),
+                **CONTROL_OPTIONS,
+            )
+            self._buffer.extend(ids)
+            if ids:
+                self._s.cursor = ids[-1]
+            if len(ids) < PAGE_SIZE:
+                self._s.pages_exhausted = True
+        return self._buffer.popleft() if self._buffer else None
+
+    def _start_send(self, message_id: int) -> None:
+        policy = self._s.policy
+        send = SendMessageInput(campaign_id=self._campaign_id, message_id=message_id)
+        # The per-message retry policy of SPEC §4 rule 6. The activity raises ApplicationError
+        # with next_retry_delay for the limit classes (12 h for messaging limits) and
+        # non_retryable for the classes that would fail the same way again.
+        retry_policy = RetryPolicy(
+            initial_interval=policy.transient_initial_backoff,
+            backoff_coefficient=2.0,
+            maximum_interval=policy.transient_max_backoff,
+            maximum_attempts=policy.max_attempts,
+        )
+        cancellation = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        handle: workflow.ActivityHandle[SendResult]
+        if self._s.send_mode == "local_activity":
+            handle = workflow.start_local_activity_method(
+                SendActivities.send_message,
+                send,
+                start_to_close_timeout=timedelta(seconds=90),
+                retry_policy=retry_policy,
+                local_retry_threshold=timedelta(seconds=30),
+                cancellation_type=cancellation,
+            )
+        else:
+            handle = workflow.start_activity_method(
+                SendActivities.send_message,
+                send,
+                task_queue=self._send_queue,
+                start_to_close_timeout=timedelta(seconds=90),
+                heartbeat_timeout=timedelta(seconds=20),
+                retry_policy=retry_policy,
+                cancellation_type=cancellation,
+            )
+        self._pending[message_id] = handle
+        self._run_dispatched += 1
+        handle.add_done_callback(lambda h: self._on_send_done(message_id, h))
+
+    def _on_send_done(self, message_id: int, handle: "asyncio.Task[SendResult]") -> None:
+        self._pending.pop(message_id, None)
+        if handle.cancelled():
+            return
+        error = handle.exception()
+        if error is None:
+            result = handle.result()
+            if result.halted:
+                self._deferred.append(message_id)
+            elif result.status is not None:
+                self._count_outcome(result.status)
+            return
+        cause = error.cause if isinstance(error, ActivityError) else None
+        error_class = _error_class_of(cause)
+        if error_class is not None:
+            if error_class.stops_campaign:
+                self._stop_reason = f"WhatsApp refused the sender: {cause}"
+            self._count_outcome(error_class.final_message_status)
+        elif isinstance(cause, ApplicationError) or not _is_cancellation(error):
+            # Timeouts on the last attempt: the store keeps it `sending` until _finish.
+            self._count_outcome(MessageStatus.FAILED)
+
+    def _count_outcome(self, status: MessageStatus) -> None:
+        self._s.settled += 1
+        if status in FAILURE_MESSAGE_STATUSES:
+            self._s.failed += 1
+
+    def _auto_pause_reason(self) -> str | None:
+        """SPEC §4 rule 9: after the first N sends, a failure rate above the limit pauses."""
+        s = self._s
+        policy = s.policy
+        if not policy.auto_pause_enabled or s.status is not CampaignStatus.SENDING:
+            return None
+        settled = s.settled - s.guard_settled_base
+        failed = s.failed - s.guard_failed_base
+        if (
+            settled < policy.auto_pause_min_sends
+            or failed / settled <= policy.auto_pause_failure_rate
+        ):
+            return None
+        return (
+            f"auto-paused: {failed} of the last {settled} sends failed "
+            f"({failed / settled:.1%} > {policy.auto_pause_failure_rate:.0%})"
+        )
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > HISTORY_EVENTS_LIMIT
+        )
+
+    def _refresh_interval(self) -> timedelta:
+        """Often while messages go out; rarely while paused or throttled (which may last days),
+        so that waiting does not fill the history."""
+        if self._dispatch_blocked_until() is None and self._pending:
+            return REFRESH_WHILE_SENDING
+        return REFRESH_WHILE_WAITING
+
+    async def _refresh_due(self) -> bool:
+        """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
+        now = workflow.now()
+        if self._last_refresh is not None and now - self._last_refresh < self._refresh_interval():
+            return False
+        await self._refresh_counts()
+        return True
+
+    async def _settle_in_flight(self) -> None:
+        """On cancel or deadline, stop what waits in retry backoff; let running sends finish."""
+        if self._pending:
+            for handle in list(self._pending.values()):
+                handle.cancel()
+            await workflow.wait_condition(lambda: not self._pending)
+
+    async def _continue_as_new(self) -> None:
+        # Handlers first: a signal accepted by this run must not be lost by the next one.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        s = self._s
+        s.deferred = list(self._deferred) + list(self._buffer)
+        workflow.continue_as_new(CampaignInput(campaign_id=self._campaign_id, carried=s))
+
+    # ------------------------------------------------------------------------- throttling
+
+    @workflow.signal(name="sender_limited")
+    async def sender_limited(self, notice: SenderLimited) -> None:
+        """Internal: a send activity met a WhatsApp limit on this campaign's sender."""
+        await workflow.wait_condition(lambda: self._loaded)
+        s = self._s
+        until = workflow.now() + notice.retry_after
+        if notice.error_class is ErrorClass.MESSAGING_LIMITED:
+            already_throttled = s.throttled_until is not None and s.throttled_until > workflow.now()
+            if s.throttled_until is None or s.throttled_until < until:
+                s.throttled_until = until
+            if already_throttled:
+                return  # every in-flight send reports the same limit; record it once
+            await self._record_entry(
+                TimelineEntry(
+                    at=workflow.now(),
+                    action="throttled",
+                    from_status=s.status,
+                    to_status=s.status,
+                    reason=(
+                        f"WhatsApp messaging limit reached ({notice.title or notice.code}); "
+                        f"dispatch on {s.sender_phone_number_id} stops until "
+                        f"{until.isoformat()}, then goes on by itself"
+                    ),
+                )
+            )
+        elif notice.error_class is ErrorClass.THROUGHPUT_LIMITED and (
+            s.slow_until is None or s.slow_until < until
+        ):
+            s.slow_until = until
+            self._set_details()
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    return isinstance(error, CancelledError) or is_cancelled_exception(error)
+
+
+def _error_class_of(cause: BaseException | None) -> ErrorClass | None:
+    """The WhatsApp error class a send activity failed with (its ApplicationError type)."""
+    if not isinstance(cause, ApplicationError) or cause.type is None:
+        return None
+    try:
+        return ErrorClass(cause.type)
+    except ValueError:
+        return None
