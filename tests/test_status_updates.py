@@ -2,6 +2,7 @@
 
 import threading
 
+import pytest
 from sqlalchemy import update
 
 from tests.webhook_helpers import (
@@ -153,6 +154,50 @@ def test_unknown_provider_id_is_matched_by_callback_data_and_stored(db: Database
     row = message(db, message_id)
     assert (row.provider_message_id, row.status, row.sent_at) == ("wamid.lost", "sent", later(1))
     assert counts == AppliedCounts(applied=1)
+
+
+@pytest.mark.parametrize(
+    ("given_up_as", "reason"),
+    [(MessageStatus.CANCELLED, "campaign cancelled"), (FAILED, "no answer from WhatsApp")],
+)
+def test_a_sent_webhook_for_a_message_we_had_given_up_makes_it_sent(
+    db: Database, given_up_as: MessageStatus, reason: str
+) -> None:
+    """WhatsApp accepted it after all (the send's answer was lost): it was sent."""
+    seeded = seed_messages(db, status=given_up_as, with_provider_id=False)
+    message_id = seeded.message_ids[0]
+    with db.session() as session:
+        session.execute(
+            update(MessageRow).where(MessageRow.id == message_id).values(error_title=reason)
+        )
+    counts = apply_status_updates(
+        db, [StatusUpdate("wamid.late", SENT, later(1), biz_opaque_callback_data=str(message_id))]
+    )
+    row = message(db, message_id)
+    assert (row.provider_message_id, row.status, row.error_title) == ("wamid.late", "sent", None)
+    assert counts == AppliedCounts(applied=1)
+
+
+def test_a_failed_webhook_for_a_message_we_had_cancelled_keeps_whatsapps_error(
+    db: Database,
+) -> None:
+    seeded = seed_messages(db, status=MessageStatus.CANCELLED, with_provider_id=False)
+    message_id = seeded.message_ids[0]
+    apply_status_updates(
+        db,
+        [
+            StatusUpdate(
+                "wamid.late",
+                FAILED,
+                later(1),
+                biz_opaque_callback_data=str(message_id),
+                error_code=131026,
+                error_title="Undeliverable",
+            )
+        ],
+    )
+    row = message(db, message_id)
+    assert (row.status, row.error_code, row.error_title) == ("failed", 131026, "Undeliverable")
 
 
 def test_a_message_reconciled_by_callback_data_is_charged_once_when_settled(

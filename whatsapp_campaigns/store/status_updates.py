@@ -26,7 +26,11 @@ from whatsapp_campaigns.domain.statuses import (
 )
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.dml import rowcount
-from whatsapp_campaigns.store.messages import STATUS_TIMESTAMP_COLUMN
+from whatsapp_campaigns.store.messages import (
+    STATUS_TIMESTAMP_COLUMN,
+    given_up_before_accepted,
+    reopened_if,
+)
 from whatsapp_campaigns.store.models import (
     Account,
     CampaignRow,
@@ -174,12 +178,18 @@ def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate
                 provider_id,
             )
             continue
-        # Conditional: a concurrent record_accepted may store the id first.
+        # Conditional: a concurrent record_accepted may store the id first. A message we had
+        # given up (cancelled, or failed for want of an answer) was accepted after all: it is
+        # back in `sending`, for this batch's own statuses to decide what it ends as.
         won = rowcount(
             session,
             update(MessageRow)
             .where(MessageRow.id == message_id, MessageRow.provider_message_id.is_(None))
-            .values(provider_message_id=provider_id, updated_at=utcnow())
+            .values(
+                provider_message_id=provider_id,
+                updated_at=utcnow(),
+                **reopened_if(given_up_before_accepted(), MessageStatus.SENDING),
+            )
             .execution_options(synchronize_session=False),
         )
         if won:
