@@ -19,7 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from whatsapp_campaigns.settings import Settings, get_settings
-from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, CampaignsClient
+from whatsapp_campaigns.starter import (
+    CampaignNotFound,
+    CampaignRefused,
+    CampaignsClient,
+    CampaignUnavailable,
+)
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import InsufficientCredits, InvalidInput, NotFound
@@ -74,7 +79,13 @@ def guard(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except (CampaignNotFound, NotFound) as error:
         fail(str(error).strip("'\""))
-    except (CampaignRefused, InvalidInput, InsufficientCredits, AudienceImportError) as error:
+    except (
+        CampaignRefused,
+        CampaignUnavailable,
+        InvalidInput,
+        InsufficientCredits,
+        AudienceImportError,
+    ) as error:
         fail(str(error))
     except ConnectionError as error:
         fail(f"cannot reach Temporal or the database: {error}")
