@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from whatsapp_campaigns.whatsapp.sandbox import errors
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxResponse
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_APP_SECRET, SANDBOX_SENDER_ID
-from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 
 
 def create_sandbox_app(emulator: SandboxEmulator) -> FastAPI:
@@ -66,16 +66,36 @@ def run_sandbox_server(
 ) -> None:
     """Serve the sandbox until interrupted; status webhooks go to `webhook_url`, signed with
     `app_secret` (none without a URL); `rate` overrides the sandbox sender's messages/s."""
-    sink = HttpWebhookSink(webhook_url, app_secret) if webhook_url else None
+    emulator = sandbox_emulator(
+        webhook_url=webhook_url,
+        app_secret=app_secret,
+        rate=rate,
+        latency=latency,
+        webhook_delay=webhook_delay,
+    )
+    # No access log: at hundreds of sends a second it would drown everything else.
+    uvicorn.run(
+        create_sandbox_app(emulator), host=host, port=port, log_level="info", access_log=False
+    )
+
+
+def sandbox_emulator(
+    *,
+    webhook_url: str | None,
+    app_secret: str,
+    rate: float | None = None,
+    latency: float = 0.0,
+    webhook_delay: float = 0.3,
+) -> SandboxEmulator:
+    """The standalone server's emulator: its webhooks go out through the same bounded sink as
+    the dev stack's (a few connections, the other posts waiting their turn)."""
+    sink = BoundedHttpWebhookSink(webhook_url, app_secret) if webhook_url else None
     emulator = SandboxEmulator(
         latency=latency, webhook_sink=sink, app_secret=app_secret, webhook_delay=webhook_delay
     )
     if rate is not None:
         emulator.set_sender_rate(SANDBOX_SENDER_ID, rate)
-    # No access log: at hundreds of sends a second it would drown everything else.
-    uvicorn.run(
-        create_sandbox_app(emulator), host=host, port=port, log_level="info", access_log=False
-    )
+    return emulator
 
 
 def _bearer(request: Request) -> str | None:
