@@ -147,8 +147,9 @@ class CampaignsClient:
         self._provider = provider
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "CampaignsClient":
-        return cls(await connect(settings), Database(settings.database_url), settings)
+    async def connect(cls, settings: Settings, *, lazy: bool = False) -> "CampaignsClient":
+        """`lazy`: reach Temporal at its first use, not now (the store's answers need none)."""
+        return cls(await connect(settings, lazy=lazy), Database(settings.database_url), settings)
 
     async def close(self) -> None:
         if self._provider is not None:
