@@ -7,7 +7,11 @@ also show that the secret headers are redacted even then.
 """
 
 import asyncio
+import http.server
 import socket
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -54,12 +58,51 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("CAMPAIGNS_OTLP_ENDPOINT", raising=False)
-    assert tracing.otlp_endpoint(Settings()) is None
+    assert tracing.otlp_endpoint(Settings(_env_file=None)) is None
 
 
 def test_the_otlp_endpoint_setting_is_the_collector_base_url() -> None:
     settings = Settings(CAMPAIGNS_OTLP_ENDPOINT="http://collector:4318/")
     assert tracing.otlp_endpoint(settings) == "http://collector:4318/v1/traces"
+
+
+# A process of its own: `start` installs the global tracer provider, once per process.
+_EXPORT_ONE_SPAN = """
+import sys
+from opentelemetry import trace
+from whatsapp_campaigns import tracing
+from whatsapp_campaigns.settings import Settings
+
+settings = Settings(_env_file=None, CAMPAIGNS_OTLP_ENDPOINT=sys.argv[1])
+assert tracing.start(settings, "campaigns-probe")
+with trace.get_tracer("probe").start_as_current_span("probe-span"):
+    pass
+tracing.flush()
+"""
+
+
+def test_with_an_endpoint_spans_reach_the_collector_over_otlp_http() -> None:
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Collector) as collector:
+        threading.Thread(target=collector.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+        subprocess.run([sys.executable, "-c", _EXPORT_ONE_SPAN, endpoint], check=True, timeout=60)
+        collector.shutdown()
+    ((path, body),) = received
+    assert path == "/v1/traces"
+    assert b"probe-span" in body and b"campaigns-probe" in body
 
 
 def _free_port() -> int:
