@@ -47,6 +47,7 @@ pytestmark = pytest.mark.e2e
 
 ACCESS_TOKEN = "EAAG-tracing-test-token-0123456789"
 API_KEY = "tracing-test-api-key"
+VERIFY_TOKEN = "tracing-test-verify-token"
 PHONES = ordinary_numbers(3, start=4200)
 CAPTURE_EVERY_HEADER = {
     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST": ".*",
@@ -121,7 +122,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     with pytest.MonkeyPatch.context() as env:
         for name, value in CAPTURE_EVERY_HEADER.items():
             env.setenv(name, value)
-        env.delenv(tracing.SANITIZE_FIELDS_ENV, raising=False)
+        env.setenv(tracing.SANITIZE_FIELDS_ENV, "")  # restored (unset) after the module
         tracing.install(provider)
         try:
             yield spans
@@ -166,6 +167,7 @@ async def traced_campaign(
         WHATSAPP_API_BASE_URL=sandbox_url,
         WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
         CAMPAIGNS_API_KEYS=API_KEY,
+        WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
     )
     db = Database(settings.database_url)
     seed_sandbox(db)
@@ -199,6 +201,12 @@ async def traced_campaign(
             campaign_id = created.raise_for_status().json()["id"]
             exporter.clear()  # the trace under test starts at the launch
             (await api.post(f"/campaigns/{campaign_id}/launch")).raise_for_status()
+            handshake = {
+                "hub.mode": "subscribe",
+                "hub.verify_token": VERIFY_TOKEN,
+                "hub.challenge": "7",
+            }
+            (await api.get("/webhooks/whatsapp", params=handshake)).raise_for_status()
         result = await client.get_workflow_handle(workflow_id(campaign_id)).result()
         assert result["status"] == CampaignStatus.COMPLETED.value
     finally:
@@ -289,6 +297,14 @@ def test_no_span_records_a_recipient_phone_number_or_the_message_variables(
     traced_campaign: list[ReadableSpan],
 ) -> None:
     recorded = _every_recorded_value(traced_campaign)
+    assert "messaging_product" not in recorded  # a key of every send body
     for phone in PHONES:
         assert phone.lstrip("+") not in recorded
     assert "Customer" not in recorded
+
+
+def test_the_webhook_handshake_and_its_verify_token_are_not_traced(
+    traced_campaign: list[ReadableSpan],
+) -> None:
+    assert not [s for s in traced_campaign if "/webhooks/" in s.name]
+    assert VERIFY_TOKEN not in _every_recorded_value(traced_campaign)
