@@ -70,6 +70,33 @@ def test_record_rate_limit_ignores_other_error_classes() -> None:
     assert REGISTRY.get_sample_value("campaigns_rate_limit_hits_total", labels) is None
 
 
+def test_record_send_error_counts_by_error_class() -> None:
+    counted = _delta(
+        "campaigns_send_errors_total",
+        lambda: metrics.record_send_error(ErrorClass.AUTH),
+        error_class="auth",
+    )
+    assert counted == 1
+
+
+def test_a_rate_limited_send_error_is_also_a_rate_limit_hit() -> None:
+    counted = _delta(
+        "campaigns_rate_limit_hits_total",
+        lambda: metrics.record_send_error(ErrorClass.PAIR_LIMITED),
+        error_class="pair_limited",
+    )
+    assert counted == 1
+
+
+def test_an_unknown_error_class_is_counted_as_other() -> None:
+    counted = _delta(
+        "campaigns_send_errors_total",
+        lambda: metrics.record_send_error("kaboom"),
+        error_class="other",
+    )
+    assert counted == 1
+
+
 def test_time_send_observes_a_call_that_raises() -> None:
     before = _value("campaigns_send_seconds_count")
     with pytest.raises(TimeoutError), metrics.time_send():

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Label values are closed sets: anything else is counted as "other", so a bug or a new provider
 # error never creates unbounded time series.
 _OUTCOMES = frozenset(status.value for status in MessageStatus)
+_ERROR_CLASSES = frozenset(error_class.value for error_class in ErrorClass)
 # WhatsApp's rate limits: per-number throughput, per-recipient pair, messaging-limit tier.
 RATE_LIMIT_CLASSES = frozenset(
     {ErrorClass.THROUGHPUT_LIMITED, ErrorClass.PAIR_LIMITED, ErrorClass.MESSAGING_LIMITED}
@@ -49,6 +50,12 @@ RATE_LIMIT_HITS = Counter(
     "campaigns_rate_limit_hits",  # exported as campaigns_rate_limit_hits_total
     "WhatsApp rate-limit errors by error class (throughput_limited, pair_limited, "
     "messaging_limited).",
+    ["error_class"],
+)
+SEND_ERRORS = Counter(
+    "campaigns_send_errors",  # exported as campaigns_send_errors_total
+    "Failed send attempts by error class (auth and account errors stop the campaign; "
+    "messaging_limited throttles the sender for hours).",
     ["error_class"],
 )
 WEBHOOK_LAG = Histogram(
@@ -91,6 +98,12 @@ def record_rate_limit(error_class: ErrorClass | str) -> None:
     this for every failed send."""
     if str(error_class) in RATE_LIMIT_CLASSES:
         RATE_LIMIT_HITS.labels(error_class=str(error_class)).inc()
+
+
+def record_send_error(error_class: ErrorClass | str) -> None:
+    """A failed send attempt: counted by error class, and as a rate-limit hit if it is one."""
+    SEND_ERRORS.labels(error_class=_label(str(error_class), _ERROR_CLASSES)).inc()
+    record_rate_limit(error_class)
 
 
 def record_webhook_lag(seconds: float) -> None:

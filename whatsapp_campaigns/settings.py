@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         None,
         validation_alias="CAMPAIGNS_TEMPORAL_METRICS_BIND",
         description="host:port on which a worker serves the Temporal SDK's own Prometheus metrics.",
+    )
+
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CAMPAIGNS_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description=(
+            "Base URL of an OTLP/HTTP collector (http://collector:4318): traces from the REST "
+            "call through the workflow to the Graph API request. Tracing is off without it."
+        ),
     )
 
     temporal_ui_url: str = Field(

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from whatsapp_campaigns import tracing
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
@@ -26,6 +27,7 @@ async def connect(
         data_converter=pydantic_data_converter,
         lazy=lazy,
         runtime=runtime,
+        interceptors=tracing.temporal_interceptors(),  # [] unless tracing is on
     )
 
 

@@ -182,7 +182,7 @@ class SendActivities:
             outcome_unknown=error_class is ErrorClass.TRANSIENT and error.http_status is None,
         )
         metrics.record_send(status)  # latency already observed by time_send (if called)
-        metrics.record_rate_limit(error_class)  # counts rate-limit classes only
+        metrics.record_send_error(error_class)  # and a rate-limit hit if it is one
         activity.logger.warning(
             "message %d of campaign %s: attempt %d failed (%s, code %s: %s)%s",
             job.message_id,

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from whatsapp_campaigns import metrics
+from whatsapp_campaigns import metrics, tracing
 from whatsapp_campaigns.api import (
     routes_accounts,
     routes_audiences,
@@ -76,6 +76,8 @@ def create_app(
     app.state.auth_throttle = FailedAuthThrottle(
         settings.auth_max_failures, settings.auth_failure_window_seconds
     )
+    tracing.start(settings, "campaigns-api")  # off without an OTLP endpoint
+    tracing.instrument_app(app)
     add_error_handlers(app)
     app.include_router(webhooks.router)
     for module in (

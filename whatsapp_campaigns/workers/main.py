@@ -19,6 +19,7 @@ from typing import NoReturn
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from whatsapp_campaigns import tracing
 from whatsapp_campaigns.activities.campaign import CampaignActivities
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.models import Sender
@@ -120,6 +121,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         loop.add_signal_handler(signum, stop.set)
     if settings.worker_metrics_port is not None:  # business metrics, /metrics
         start_worker_metrics(settings.worker_metrics_port)
+    tracing.start(settings, "campaigns-worker")  # before connect: its client carries it
     db = Database(settings.database_url)
     # A missing or wrong CAMPAIGNS_SECRET_KEY is one clear error now, not failed sends later.
     await asyncio.to_thread(verify_secret_key, db, secret_box(settings))
@@ -140,6 +142,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     await running
     await providers.aclose()
     db.dispose()
+    tracing.flush()  # the process ends with os._exit: no atexit export
 
 
 def configure_logging() -> None:
