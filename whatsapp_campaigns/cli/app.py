@@ -22,7 +22,7 @@ from whatsapp_campaigns.settings import Settings, get_settings
 from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, CampaignsClient
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.errors import InsufficientCredits, InvalidInput, NotFound
+from whatsapp_campaigns.store.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
 
 app = typer.Typer(
     help="WhatsApp template campaigns on Temporal: create, schedule, steer and watch them.",
@@ -128,7 +128,7 @@ def open_store() -> Iterator[Database]:
         yield db
     except NotFound as error:
         fail(str(error).strip("'\""))
-    except (InvalidInput, InsufficientCredits) as error:
+    except (InvalidInput, InsufficientCredits, Conflict) as error:
         fail(str(error))
     finally:
         db.dispose()
