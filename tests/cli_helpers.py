@@ -23,11 +23,12 @@ from whatsapp_campaigns.settings import get_settings
 CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
 
 
-def invoke(args: Sequence[str], env: dict[str, str]) -> Result:
-    """Run `campaigns ARGS` in this process with `env` on top of the environment."""
+def invoke(args: Sequence[str], env: dict[str, str], *, stdin: str | None = None) -> Result:
+    """Run `campaigns ARGS` in this process with `env` on top of the environment (and `stdin`
+    as its standard input)."""
     get_settings.cache_clear()  # the CLI reads its settings once per process otherwise
     try:
-        return CliRunner().invoke(app, list(args), env=env)
+        return CliRunner().invoke(app, list(args), env=env, input=stdin)
     finally:
         get_settings.cache_clear()
 
@@ -81,32 +82,43 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serving(
-    args: Sequence[str], env: dict[str, str], ready_url: str, *, timeout: float = 30.0
+    args: Sequence[str],
+    env: dict[str, str],
+    ready_url: str,
+    *,
+    timeout: float = 30.0,
+    output: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM."""
-    process = subprocess.Popen(
-        [CAMPAIGNS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise AssertionError(f"campaigns {' '.join(args)} exited: {output}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1.0).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{ready_url} did not answer in {timeout} s")
-            time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM.
+    `output`: a file that keeps its stdout and stderr (default: a pipe, left unread)."""
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(output.open("wb")) if output else subprocess.PIPE
+        process = subprocess.Popen(
+            [CAMPAIGNS, *args], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    if output is not None:
+                        said = output.read_text(errors="replace")
+                    else:
+                        said = process.stdout.read().decode() if process.stdout else ""
+                    raise AssertionError(f"campaigns {' '.join(args)} exited: {said}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(ready_url, timeout=1.0).status_code < 500:
+                        break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{ready_url} did not answer in {timeout} s")
+                time.sleep(0.2)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
