@@ -27,6 +27,7 @@ from tests.cli_helpers import (
     CAMPAIGNS,
     free_port,
     invoke,
+    invoke_async,
     ok_json,
     one_line_error,
     serving,
@@ -110,6 +111,12 @@ class Stack:
 
     def json(self, *args: str, stdin: str | None = None) -> Any:
         return json.loads(self.run(*args, "--json", stdin=stdin).stdout)
+
+    async def invoke_json(self, *args: str) -> Any:
+        """`campaigns ARGS --json` in this process, with the same environment; output kept."""
+        result = await invoke_async([*args, "--json"], self.env)
+        self.outputs[f"campaigns {' '.join(args)} --json (in-process)"] = result.output
+        return ok_json(result)
 
     def serve(self, name: str, args: list[str], ready: str, **env: str) -> Any:
         """A long-running `campaigns` process, its output kept in a file read at the end."""
@@ -247,16 +254,18 @@ async def test_from_an_empty_store_to_a_completed_campaign_with_the_cli_alone(
         with stack.worker():
             assert stack.json("schedule", campaign_id, "--now")["status"] == "scheduled"
             stack.run("watch", campaign_id, "--interval", "0.5")  # returns when it ends
-            final = stack.json("status", campaign_id)
-        # The read commands' --json, in this process (each subprocess costs seconds of CPU).
+            # What an operator checks next, in this process (a subprocess costs seconds of CPU).
+            final = await stack.invoke_json("status", campaign_id)
         for read in (["accounts", "show", "acme"], ["accounts", "list"], ["keys", "list"]):
-            stack.outputs[" ".join(read)] = invoke([*read, "--json"], stack.env).output
+            await stack.invoke_json(*read)
 
     assert_all_accepted(final)
-    balance = stack.json("credits", "show", "--account", "acme")["balance"]
+    balance = (await stack.invoke_json("credits", "show", "--account", "acme"))["balance"]
     assert balance == 1000 - RECIPIENTS  # one credit per accepted message
     report = tmp_path / "report.csv"
-    stack.run("report", campaign_id, "--out", str(report))
+    stack.outputs["report"] = invoke(
+        ["report", campaign_id, "--out", str(report)], stack.env
+    ).output
     report_text = report.read_text()
     assert len(report_text.splitlines()) == RECIPIENTS + 1
 
@@ -294,7 +303,9 @@ async def test_from_an_empty_store_to_a_completed_campaign_through_rest(
 
     with stack.sandbox(), stack.api(CAMPAIGNS_API_KEYS=bootstrap):
         admin = httpx.Client(
-            base_url=stack.api_url, headers={"Authorization": f"Bearer {bootstrap}"}
+            base_url=stack.api_url,
+            headers={"Authorization": f"Bearer {bootstrap}"},
+            timeout=30.0,  # a loaded test machine
         )
         with admin:
             call(admin, "POST", "/accounts", json={"id": "acme", "name": "Acme Inc."})
@@ -306,7 +317,9 @@ async def test_from_an_empty_store_to_a_completed_campaign_through_rest(
             key = call(admin, "POST", "/keys", json={"account": "acme", "role": "operator"})
             key_answer = answers.pop()  # the one answer that holds the key, by design
         operator = httpx.Client(
-            base_url=stack.api_url, headers={"Authorization": f"Bearer {key['key']}"}
+            base_url=stack.api_url,
+            headers={"Authorization": f"Bearer {key['key']}"},
+            timeout=30.0,
         )
         with operator:
             sender = call(operator, "POST", "/senders", json={"phone_number_id": SENDER})
