@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test lint typecheck unit demo bench clean
+.PHONY: venv browser test lint typecheck unit demo bench screenshots clean
 
 venv: $(STAMP)
 
@@ -36,8 +36,22 @@ lint: venv
 	$(BIN)/ruff format --check whatsapp_campaigns tests bench
 	$(BIN)/mypy
 
+# `make test` leaves the checkout as it found it: the same changed and untracked files, with the
+# same content, before and after the run (a test that writes into the tree fails it).
+PYTEST_ARGS ?= -q
+TREE_STATE := git status --porcelain --untracked-files=all 2>/dev/null; \
+	git diff --binary 2>/dev/null | cksum
 test: lint browser
-	$(BIN)/pytest -q
+	@before="$$($(TREE_STATE))"; \
+	$(BIN)/pytest $(PYTEST_ARGS) || exit $$?; \
+	if [ "$$before" != "$$($(TREE_STATE))" ]; then \
+		echo "make test: the run changed the checkout (a test wrote into the tree):" >&2; \
+		git status --short >&2; exit 1; \
+	fi
+
+# The README's dashboard screenshots (docs/screenshots/), rewritten by the browser test.
+screenshots: venv browser
+	CAMPAIGNS_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_dashboard_browser.py
 
 demo: venv
 	$(BIN)/campaigns demo

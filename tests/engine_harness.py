@@ -144,6 +144,7 @@ async def running_engine(
         CAMPAIGNS_DATABASE_URL=db_url,
         CAMPAIGNS_TASK_QUEUE=f"campaigns-{uuid.uuid4().hex[:8]}",
         CAMPAIGNS_SEND_MODE=send_mode,
+        CAMPAIGNS_TEMPLATE_CACHE_SECONDS=0.5,
     )
     db = Database(db_url)
     seed_sandbox(db)

@@ -80,6 +80,7 @@ def seed_campaign(
     created_at: datetime | None = None,
     reserved_credits: int = 0,
     policy: dict[str, object] | None = None,
+    sender: str | None = None,
 ) -> str:
     """A campaign row in any status, written directly (no transition checks); returns its id."""
     campaign_id = uuid.uuid4().hex[:12]
@@ -92,7 +93,7 @@ def seed_campaign(
                 name=name,
                 template_name="spring_sale",
                 language="en",
-                sender_phone_number_id=f"{account_id}-sender-1",
+                sender_phone_number_id=sender or f"{account_id}-sender-1",
                 audience_id=audience_id,
                 status=status.value,
                 send_at=send_at,

@@ -6,7 +6,8 @@ served by uvicorn on a loopback port.
 A person signs in with an API key, creates a campaign from a CSV (one invalid row), previews
 and test-sends it, schedules it a few seconds ahead, watches it send, pauses and resumes it,
 and reads the final message breakdown, the errors and the timeline (with a refused signal).
-The run saves the screenshots that the README shows (docs/screenshots/).
+With CAMPAIGNS_SCREENSHOTS=1 (`make screenshots`) the run saves the screenshots that the README
+shows (docs/screenshots/); otherwise it writes nothing into the checkout.
 """
 
 import asyncio
@@ -34,6 +35,7 @@ from whatsapp_campaigns.whatsapp.sandbox.webhooks import CallbackWebhookSink
 
 CHROMIUM = os.environ.get("CAMPAIGNS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+WRITE_SCREENSHOTS = os.environ.get("CAMPAIGNS_SCREENSHOTS") == "1"
 API_KEY = "browser-test-key"
 SENDER_RATE = 4  # messages per second: slow enough to watch, pause and resume
 
@@ -120,6 +122,9 @@ async def page() -> AsyncIterator[Page]:
 
 
 async def screenshot(page: Page, name: str) -> None:
+    """Save the README's screenshot `name`, only when asked (`make screenshots`)."""
+    if not WRITE_SCREENSHOTS:
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 

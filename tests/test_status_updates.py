@@ -2,7 +2,8 @@
 
 import threading
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
 from tests.webhook_helpers import (
     ACCOUNT_ID,
@@ -13,11 +14,10 @@ from tests.webhook_helpers import (
     opted_out_phones,
     seed_messages,
 )
-from whatsapp_campaigns.domain.policy import DEFAULT_STOP_KEYWORDS
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.store.accounts import release_credits
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.models import MessageRow
+from whatsapp_campaigns.store.models import MessageRow, OptOut
 from whatsapp_campaigns.store.status_updates import (
     AppliedCounts,
     InboundReply,
@@ -35,9 +35,13 @@ SENT, DELIVERED, READ, FAILED = (
 
 
 def _replies(db: Database, *replies: InboundReply) -> AppliedCounts:
-    return apply_inbound_replies(
-        db, replies, account_id=ACCOUNT_ID, stop_keywords=DEFAULT_STOP_KEYWORDS
-    )
+    return apply_inbound_replies(db, replies, account_id=ACCOUNT_ID)
+
+
+def _opted_out_keywords(db: Database) -> dict[str, str | None]:
+    with db.session() as session:
+        rows = session.execute(select(OptOut.phone_e164, OptOut.keyword))
+        return {phone: keyword for phone, keyword in rows}
 
 
 def test_in_order_statuses_advance_and_record_their_times(db: Database) -> None:
@@ -153,6 +157,50 @@ def test_unknown_provider_id_is_matched_by_callback_data_and_stored(db: Database
     row = message(db, message_id)
     assert (row.provider_message_id, row.status, row.sent_at) == ("wamid.lost", "sent", later(1))
     assert counts == AppliedCounts(applied=1)
+
+
+@pytest.mark.parametrize(
+    ("given_up_as", "reason"),
+    [(MessageStatus.CANCELLED, "campaign cancelled"), (FAILED, "no answer from WhatsApp")],
+)
+def test_a_sent_webhook_for_a_message_we_had_given_up_makes_it_sent(
+    db: Database, given_up_as: MessageStatus, reason: str
+) -> None:
+    """WhatsApp accepted it after all (the send's answer was lost): it was sent."""
+    seeded = seed_messages(db, status=given_up_as, with_provider_id=False)
+    message_id = seeded.message_ids[0]
+    with db.session() as session:
+        session.execute(
+            update(MessageRow).where(MessageRow.id == message_id).values(error_title=reason)
+        )
+    counts = apply_status_updates(
+        db, [StatusUpdate("wamid.late", SENT, later(1), biz_opaque_callback_data=str(message_id))]
+    )
+    row = message(db, message_id)
+    assert (row.provider_message_id, row.status, row.error_title) == ("wamid.late", "sent", None)
+    assert counts == AppliedCounts(applied=1)
+
+
+def test_a_failed_webhook_for_a_message_we_had_cancelled_keeps_whatsapps_error(
+    db: Database,
+) -> None:
+    seeded = seed_messages(db, status=MessageStatus.CANCELLED, with_provider_id=False)
+    message_id = seeded.message_ids[0]
+    apply_status_updates(
+        db,
+        [
+            StatusUpdate(
+                "wamid.late",
+                FAILED,
+                later(1),
+                biz_opaque_callback_data=str(message_id),
+                error_code=131026,
+                error_title="Undeliverable",
+            )
+        ],
+    )
+    row = message(db, message_id)
+    assert (row.status, row.error_code, row.error_title) == ("failed", 131026, "Undeliverable")
 
 
 def test_a_message_reconciled_by_callback_data_is_charged_once_when_settled(
@@ -271,3 +319,39 @@ def test_a_reply_that_only_mentions_stop_does_not_opt_out(db: Database) -> None:
     _replies(db, InboundReply(phone, "please don't stop the offers", later(5)))
     assert opted_out_phones(db) == set()
     assert message(db, seeded.message_ids[0]).status == "responded"
+
+
+def test_a_keyword_of_the_campaigns_policy_opts_the_number_out(db: Database) -> None:
+    seeded = seed_messages(db, policy={"stop_keywords": ["BAJA", "NO MAS"]})
+    phone = message(db, seeded.message_ids[0]).phone_e164
+    counts = _replies(db, InboundReply(phone, " baja ", later(5)))
+    assert _opted_out_keywords(db) == {phone: "BAJA"}
+    assert counts == AppliedCounts(applied=1, opted_out=1)
+
+
+def test_a_default_keyword_the_campaigns_policy_left_out_does_not_opt_out(db: Database) -> None:
+    seeded = seed_messages(db, policy={"stop_keywords": ["BAJA"]})
+    phone = message(db, seeded.message_ids[0]).phone_e164
+    _replies(db, InboundReply(phone, "STOP", later(5)))
+    assert opted_out_phones(db) == set()
+
+
+def test_the_keywords_of_the_campaign_the_reply_answers_apply(db: Database) -> None:
+    spanish = seed_messages(db, campaign_id="c1", policy={"stop_keywords": ["BAJA"]})
+    english = seed_messages(db, campaign_id="c2", first_phone=12025550300)
+    to_spanish = message(db, spanish.message_ids[0]).phone_e164
+    to_english = message(db, english.message_ids[0]).phone_e164
+    _replies(
+        db,
+        InboundReply(to_spanish, "stop", later(5), spanish.provider_ids[0]),
+        InboundReply(to_english, "stop", later(5), english.provider_ids[0]),
+    )
+    assert opted_out_phones(db) == {to_english}
+
+
+@pytest.mark.parametrize("text", ["stop all", "  Stop   ALL\t", "STOP\nALL", "opt  out"])
+def test_stop_keywords_ignore_case_and_whitespace(db: Database, text: str) -> None:
+    seeded = seed_messages(db)
+    phone = message(db, seeded.message_ids[0]).phone_e164
+    _replies(db, InboundReply(phone, text, later(5)))
+    assert opted_out_phones(db) == {phone}

@@ -472,6 +472,28 @@ def test_record_accepted_after_a_webhook_reconciled_the_id_marks_it_sent(
     assert _row(account, message_id).status == "sent"
 
 
+@pytest.mark.parametrize(
+    ("given_up_as", "reason"),
+    [(M.CANCELLED, "campaign cancelled"), (M.FAILED, "no answer from WhatsApp")],
+)
+def test_record_accepted_after_the_message_was_given_up_marks_it_sent_without_error(
+    account: Database, given_up_as: M, reason: str
+) -> None:
+    _, (message_id,) = _queued(account)
+    _set(account, message_id, status=given_up_as.value, error_title=reason, attempts=1)
+    assert messages.record_accepted(account, message_id, "wamid.1") is M.SENT
+    row = _row(account, message_id)
+    assert (row.status, row.provider_message_id, row.error_title) == ("sent", "wamid.1", None)
+
+
+def test_record_accepted_keeps_a_failure_whatsapp_reported_for_that_id(
+    account: Database,
+) -> None:
+    _, (message_id,) = _queued(account)
+    _set(account, message_id, status="failed", provider_message_id="wamid.1", error_code=131026)
+    assert messages.record_accepted(account, message_id, "wamid.1") is M.FAILED
+
+
 def test_record_accepted_with_a_different_provider_id_is_refused(account: Database) -> None:
     _, (message_id,) = _queued(account)
     messages.record_accepted(account, message_id, "wamid.1")
@@ -661,6 +683,19 @@ def test_finish_pending_as_failed_records_the_reason_and_the_failure_time(
     assert all(r.failed_at is not None for r in rows)
     assert messages.error_summary(account, campaign_id) == [
         ErrorCount(code=None, title="deadline", count=2)
+    ]
+
+
+def test_finish_pending_as_failed_replaces_the_last_attempts_error_code_and_title_together(
+    account: Database,
+) -> None:
+    campaign_id, (message_id,) = _queued(account)
+    _fail(account, message_id, ErrorClass.THROUGHPUT_LIMITED, code=130429, title="Rate limit hit")
+    messages.finish_pending(account, campaign_id, M.FAILED, reason="deadline")
+    row = _row(account, message_id)
+    assert (row.error_class, row.error_code, row.error_title) == ("failed", None, "deadline")
+    assert messages.error_summary(account, campaign_id) == [
+        ErrorCount(code=None, title="deadline", count=1)
     ]
 
 

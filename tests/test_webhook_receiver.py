@@ -163,6 +163,17 @@ async def test_a_stop_reply_opts_the_plus_prefixed_number_out(client: Client, db
     assert message(db, seeded.message_ids[0]).status == "responded"
 
 
+async def test_a_reply_with_the_campaigns_own_stop_keyword_opts_the_number_out(
+    client: Client, db: Database
+) -> None:
+    seeded = seed_messages(db, status=MessageStatus.READ, policy={"stop_keywords": ["BAJA"]})
+    phone = message(db, seeded.message_ids[0]).phone_e164
+    body = webhook_body(messages=[reply_item(phone.lstrip("+"), "Baja", later(5))])
+    response = await _post(client, body)
+    assert response.json()["replies"]["opted_out"] == 1
+    assert opted_out_phones(db) == {phone}
+
+
 async def test_500_statuses_in_one_post_are_applied_in_one_batch(
     client: Client, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,9 +42,11 @@ def seed_messages(
     sent_at: datetime = T0,
     campaign_id: str = "c1",
     first_phone: int = 12025550200,
+    policy: dict[str, object] | None = None,
 ) -> Seeded:
-    """One account, sender, audience and campaign (created once), and `count` messages to
-    consecutive numbers, in `status`, with provider ids "wamid.<campaign>.<n>" unless told not."""
+    """One account, sender, audience and campaign (created once, with `policy`), and `count`
+    messages to consecutive numbers, in `status`, with provider ids "wamid.<campaign>.<n>"
+    unless told not."""
     with db.session() as session:
         if session.get(Account, ACCOUNT_ID) is None:
             session.add(Account(id=ACCOUNT_ID, name="Acme"))
@@ -67,6 +69,7 @@ def seed_messages(
                 audience_id=f"a-{campaign_id}",
                 status="sending",
                 reserved_credits=count,
+                policy=policy or {},
             )
         )
         recipients = [

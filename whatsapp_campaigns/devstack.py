@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self, TypeVar
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -47,7 +46,7 @@ from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_BUSINESS_ACCOUNT_ID
 from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
-from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 from whatsapp_campaigns.whatsapp.template_sync import sync_templates
 from whatsapp_campaigns.workers.main import WorkerSet, build_workers
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
@@ -134,26 +133,6 @@ def stack_settings(settings: Settings, options: StackOptions) -> Settings:
             "whatsapp_business_account_id": SANDBOX_BUSINESS_ACCOUNT_ID,
         }
     return settings.model_copy(update=update)
-
-
-class _BoundedWebhookSink:
-    """The sandbox's webhooks to the API over a few keep-alive connections, the other posts
-    waiting their turn here. (httpx's own pool scans every connection and every waiting request
-    on each request: with hundreds of webhooks a second in flight that scan took most of the
-    process's CPU, and the demo sent at a third of the sender's rate.)"""
-
-    def __init__(self, url: str, app_secret: str, *, connections: int = 8) -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._client = httpx.AsyncClient(limits=limits, timeout=10.0)
-        self._sink = HttpWebhookSink(url, app_secret, client=self._client)
-        self._slots = asyncio.Semaphore(connections)
-
-    async def deliver(self, body: bytes, headers: dict[str, str]) -> None:
-        async with self._slots:
-            await self._sink.deliver(body, headers)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -273,7 +252,7 @@ class DevStack:
 
         if sandbox_socket is not None:
             self._emulator = SandboxEmulator(
-                webhook_sink=_BoundedWebhookSink(
+                webhook_sink=BoundedHttpWebhookSink(
                     f"{self.urls.api}/webhooks/whatsapp", self.settings.whatsapp_app_secret
                 ),
                 app_secret=self.settings.whatsapp_app_secret,

@@ -1,6 +1,8 @@
-"""The live progress bar of `campaigns watch` and `campaigns demo`."""
+"""The live progress bar of `campaigns watch` and `campaigns demo`, and how the terminal shows
+a moment."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -24,11 +26,17 @@ SHOWN = (
 )
 
 
+def terminal_time(moment: datetime) -> str:
+    """A moment as the terminal shows it: date, time and zone, always in UTC (a throttle can
+    last into another day, and the terminal's reader may be anywhere)."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def breakdown(progress: CampaignProgress) -> str:
     parts = [f"{s.value} {progress.counts[s]:,}" for s in SHOWN if progress.counts.get(s)]
     status = progress.status.value
     if progress.throttled_until is not None:
-        status += f", throttled until {progress.throttled_until:%H:%M} UTC"
+        status += f", throttled until {terminal_time(progress.throttled_until)}"
     return f"[bold]{status}[/bold] " + " · ".join(parts)
 
 

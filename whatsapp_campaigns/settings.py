@@ -85,6 +85,15 @@ class Settings(BaseSettings):
             "status webhook before it is sent again."
         ),
     )
+    template_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        validation_alias="CAMPAIGNS_TEMPLATE_CACHE_SECONDS",
+        description=(
+            "How long a worker keeps a template it read from the store: a template WhatsApp "
+            "paused pauses its campaigns at the next send after this long at the latest."
+        ),
+    )
     credits_per_message: int = Field(1, ge=0, validation_alias="CAMPAIGNS_CREDITS_PER_MESSAGE")
     worker_metrics_port: int | None = Field(
         None,

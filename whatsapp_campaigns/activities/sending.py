@@ -9,10 +9,13 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 """
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -35,6 +38,8 @@ TEMPLATE_CACHE_SECONDS = 60.0
 # well inside the send activity's 90 s start-to-close timeout.
 THROUGHPUT_WAIT_BUDGET_SECONDS = 20.0
 
+_T = TypeVar("_T")
+
 
 class SendActivities:
     def __init__(
@@ -43,6 +48,7 @@ class SendActivities:
         providers: AccountProviders,
         *,
         reconcile_window: timedelta,
+        template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
@@ -50,6 +56,7 @@ class SendActivities:
         self._db = db
         self._providers = providers
         self._reconcile_window = reconcile_window
+        self._template_cache_seconds = template_cache_seconds
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
 
     @activity.defn(name="send_message")
@@ -76,20 +83,16 @@ class SendActivities:
                 biz_opaque_callback_data=str(job.message_id),
             )
             provider = await self._providers.provider(job.account_id)
-            provider_message_id = await self._send_slowing_down(job, send, provider)
+            accepted = await self._send_slowing_down(job, send, provider)
         except ProviderError as error:
             raise await self._failed(job, error) from error
-        if provider_message_id is None:  # paused or cancelled while slowed down: handed back
+        if accepted is None:  # paused or cancelled while slowed down: handed back
             return SendResult(message_id=job.message_id, halted=True)
-        status = await asyncio.to_thread(
-            messages.record_accepted, self._db, job.message_id, provider_message_id
-        )
-        metrics.record_send(status)
-        return SendResult(message_id=job.message_id, status=status)
+        return accepted
 
     async def _send_slowing_down(
         self, job: SendJob, send: TemplateSend, provider: Provider
-    ) -> str | None:
+    ) -> SendResult | None:
         """Call WhatsApp. On a throughput limit (130429: refused before WhatsApp looked at the
         message) wait and call again within this attempt, so a burst slows the campaign down
         instead of spending the message's attempts (SPEC §4 rule 6). Before each new call the
@@ -98,8 +101,7 @@ class SendActivities:
         started = time.monotonic()
         for call in itertools.count(1):
             try:
-                with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
-                    return await provider.send_template(send)
+                return await _despite_cancellation(self._call(job, send, provider))
             except ProviderError as error:
                 if error.error_class is not ErrorClass.THROUGHPUT_LIMITED:
                     raise
@@ -114,6 +116,17 @@ class SendActivities:
             if not await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id):
                 return None
         raise AssertionError("unreachable")
+
+    async def _call(self, job: SendJob, send: TemplateSend, provider: Provider) -> SendResult:
+        """One call to WhatsApp; if it accepts, its message id is stored (the message is
+        `sent`) before anything else happens. Refusals are raised (ProviderError)."""
+        with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
+            provider_message_id = await provider.send_template(send)
+        status = await asyncio.to_thread(
+            messages.record_accepted, self._db, job.message_id, provider_message_id
+        )
+        metrics.record_send(status)
+        return SendResult(message_id=job.message_id, status=status)
 
     async def _start_attempt(self, message_id: int) -> AttemptStart:
         while True:
@@ -140,10 +153,11 @@ class SendActivities:
             raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
 
     async def _template(self, job: SendJob) -> Template | None:
-        """Templates change rarely; each worker re-reads one at most once a minute."""
+        """Templates change rarely; each worker re-reads one at most once a minute (by
+        default): often enough to notice that WhatsApp paused it."""
         key = (job.account_id, job.template_name, job.language)
         cached = self._templates.get(key)
-        if cached is not None and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
             return cached[1]
         template = await asyncio.to_thread(catalog.get_template, self._db, *key)
         self._templates[key] = (time.monotonic(), template)
@@ -242,3 +256,18 @@ async def _wait_heartbeating(seconds: float) -> None:
         activity.heartbeat("throughput limited: waiting before calling again")
         await asyncio.sleep(min(seconds, 5.0))
         seconds -= 5.0
+
+
+async def _despite_cancellation(call: Coroutine[Any, Any, _T]) -> _T:
+    """Run `call` to its end even when the activity is cancelled meanwhile, then let the
+    cancellation through. Once a request is on its way, WhatsApp may accept it whatever we do;
+    its answer must be stored, or a message WhatsApp accepted (and charges for) would end
+    `cancelled` or `failed`. A refusal that comes back meanwhile changes nothing: the message
+    was not sent, and the campaign's own cancel or deadline gives it its final status."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise

@@ -8,7 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
-from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
+from whatsapp_campaigns.starter.errors import (
+    CampaignNotFound,
+    CampaignRefused,
+    CampaignUnavailable,
+)
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.errors import (
     ActionRefused,
@@ -65,6 +69,11 @@ async def _temporal_rpc(request: Request, error: Exception) -> JSONResponse:
     raise error
 
 
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("503 %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
+
+
 async def _runtime(request: Request, error: Exception) -> JSONResponse:
     # A lazily connected Temporal client reports a refused connection this way.
     if str(error).startswith("Failed client connect"):
@@ -77,6 +86,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CampaignNotFound, _not_found)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(CampaignRefused, _refused)
+    app.add_exception_handler(CampaignUnavailable, _unavailable)
     app.add_exception_handler(ActionRefused, _refused)
     app.add_exception_handler(InsufficientCredits, _refused)
     app.add_exception_handler(Conflict, _conflict)

@@ -32,7 +32,6 @@ from whatsapp_campaigns.api.account_webhooks import (
     pause_campaigns,
 )
 from whatsapp_campaigns.api.dependencies import ClientHolder
-from whatsapp_campaigns.domain.policy import DEFAULT_STOP_KEYWORDS
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import connections, status_updates
@@ -256,9 +255,7 @@ def _apply(
             log.warning("%d inbound replies for unknown sender numbers", len(account_replies))
             replies += AppliedCounts(unknown=len(account_replies))
             continue
-        replies += status_updates.apply_inbound_replies(
-            db, account_replies, account_id=account_id, stop_keywords=DEFAULT_STOP_KEYWORDS
-        )
+        replies += status_updates.apply_inbound_replies(db, account_replies, account_id=account_id)
     return statuses, replies
 
 

@@ -19,10 +19,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from whatsapp_campaigns.settings import Settings, get_settings
-from whatsapp_campaigns.starter import CampaignNotFound, CampaignRefused, CampaignsClient
+from whatsapp_campaigns.starter import (
+    CampaignNotFound,
+    CampaignRefused,
+    CampaignsClient,
+    CampaignUnavailable,
+)
 from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import Conflict, InsufficientCredits, InvalidInput, NotFound
+from whatsapp_campaigns.store.secrets import SecretKeyError
 
 app = typer.Typer(
     help="WhatsApp template campaigns on Temporal: create, schedule, steer and watch them.",
@@ -66,11 +72,20 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
-def run(coroutine_factory: Callable[[CampaignsClient], Awaitable[T]]) -> T:
-    """Connect a client, run one coroutine with it, turn known errors into one-line exits."""
+def run(
+    coroutine_factory: Callable[[CampaignsClient], Awaitable[T]],
+    *,
+    temporal_on_demand: bool = False,
+) -> T:
+    """Connect a client, run one coroutine with it, turn known errors into one-line exits.
+
+    `temporal_on_demand`: connect to Temporal at its first use, for read-only commands that
+    may not need it (a finished campaign is read from the store). Commands that change
+    anything connect first, so that an unreachable Temporal stops them before the store
+    changes."""
 
     async def main() -> T:
-        client = await _client(get_settings())
+        client = await _client(get_settings(), lazy=temporal_on_demand)
         try:
             return await coroutine_factory(client)
         finally:
@@ -84,7 +99,14 @@ def guard(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except (CampaignNotFound, NotFound) as error:
         fail(str(error).strip("'\""))
-    except (CampaignRefused, InvalidInput, InsufficientCredits, AudienceImportError) as error:
+    except (
+        CampaignRefused,
+        CampaignUnavailable,
+        InvalidInput,
+        InsufficientCredits,
+        AudienceImportError,
+        SecretKeyError,
+    ) as error:
         fail(str(error))
     except ConnectionError as error:
         fail(f"cannot reach Temporal or the database: {error}")
@@ -94,8 +116,8 @@ def guard(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-async def _client(settings: Settings) -> CampaignsClient:
-    return await CampaignsClient.connect(settings)
+async def _client(settings: Settings, *, lazy: bool = False) -> CampaignsClient:
+    return await CampaignsClient.connect(settings, lazy=lazy)
 
 
 def print_json(value: Any) -> None:

@@ -23,6 +23,7 @@ from whatsapp_campaigns.cli.app import (
 )
 from whatsapp_campaigns.domain.models import CampaignDraft, Progress
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.progress_view import terminal_time
 from whatsapp_campaigns.starter import CampaignsClient
 
 
@@ -123,8 +124,9 @@ def reschedule(
 
 @app.command()
 def status(campaign_id: str, as_json: JsonOption = False) -> None:
-    """Show a campaign's progress (the workflow's `progress` query)."""
-    progress = run(lambda c: c.progress(campaign_id))
+    """Show a campaign's progress: the workflow's `progress` query while it runs, the store's
+    record once it has finished (Temporal is then not contacted)."""
+    progress = run(lambda c: c.progress(campaign_id), temporal_on_demand=True)
     if as_json:
         print_json(progress)
         return
@@ -139,7 +141,7 @@ def render_progress(progress: Progress) -> Table:
     if progress.status_reason:
         table.add_row("reason", progress.status_reason)
     if progress.throttled_until:
-        table.add_row("throttled until", progress.throttled_until.isoformat())
+        table.add_row("throttled until", terminal_time(progress.throttled_until))
     for message_status in MessageStatus:
         count = progress.counts.get(message_status, 0)
         if count:
@@ -161,7 +163,7 @@ def watch(
         await client.get(campaign_id)  # an unknown id: one error line, not an empty bar first
         return await watch_campaign(client, campaign_id, interval=interval, console=console)
 
-    final = run(follow)
+    final = run(follow, temporal_on_demand=True)
     console.print(render_progress(final))
 
 

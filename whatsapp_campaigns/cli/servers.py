@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from whatsapp_campaigns.cli.app import HostOption, app, console, db_app, errors, guard
+from whatsapp_campaigns.cli.app import HostOption, app, console, db_app, errors, fail, guard
 from whatsapp_campaigns.settings import get_settings
+from whatsapp_campaigns.store.secrets import SecretKeyError
 
 
 @db_app.command("upgrade")
@@ -45,7 +46,12 @@ def api(
     settings = get_settings()
     db = Database(settings.database_url)
     try:
-        uvicorn.run(create_app(settings, db), host=host, port=port, log_config=None)
+        app = create_app(settings, db)
+    except SecretKeyError as error:  # a stored token the key cannot decrypt: say so, once
+        db.dispose()
+        fail(str(error))
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=None)
     finally:
         db.dispose()
 

@@ -36,7 +36,11 @@ from whatsapp_campaigns.domain.models import (
 )
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.domain.transitions import CampaignAction, allowed_actions
-from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
+from whatsapp_campaigns.starter.errors import (
+    CampaignNotFound,
+    CampaignRefused,
+    CampaignUnavailable,
+)
 from whatsapp_campaigns.store import campaigns, catalog, listing
 from whatsapp_campaigns.store.errors import (
     ActionRefused,
@@ -223,6 +227,9 @@ async def campaign_action(
     ) as error:
         message = f"{ACTION_VERBS.get(chosen, chosen.value)} refused: {error}"
         return await _action_failed(request, session, campaign_id, message, to_editor, error)
+    except CampaignUnavailable as error:
+        log.warning("dashboard %s of %s: %s", chosen, campaign_id, error)
+        return await _action_failed(request, session, campaign_id, str(error), to_editor, None, 503)
     except (RPCError, RuntimeError) as error:
         if not temporal_unreachable(error):
             raise

@@ -1,5 +1,6 @@
 """Per-campaign policy: every default of SPEC §4, overridable per campaign."""
 
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 
@@ -7,7 +8,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 
+# SPEC §4 rule 10: the replies that opt a number out, unless a campaign's policy names its own
+# (`stop_keywords`, which replaces this list). Also used for a reply that answers no campaign
+# message. Compared with `normalize_keyword`: any case, any whitespace around and between words.
 DEFAULT_STOP_KEYWORDS = ("STOP", "UNSUBSCRIBE", "STOP ALL", "OPT OUT")
+
+
+def normalize_keyword(text: str) -> str:
+    """A reply or keyword as compared: case folded, whitespace trimmed, inner runs of spaces,
+    tabs or newlines counted as one space ("  Stop\tall " is "STOP ALL")."""
+    return " ".join(text.split()).casefold()
+
+
+def matching_stop_keyword(text: str, keywords: Iterable[str]) -> str | None:
+    """The keyword (as listed) that the whole reply `text` is, or None: a reply that merely
+    mentions one ("don't stop") is not an opt-out."""
+    wanted = normalize_keyword(text)
+    return next((k for k in keywords if normalize_keyword(k) == wanted), None)
 
 
 class SuccessCriterion(StrEnum):
@@ -52,5 +69,6 @@ class CampaignPolicy(BaseModel):
             ErrorClass.MESSAGING_LIMITED: self.messaging_limit_backoff,
         }.get(error_class)
 
-    def is_stop_keyword(self, text: str) -> bool:
-        return text.strip().upper() in {k.upper() for k in self.stop_keywords}
+    def stop_keyword(self, text: str) -> str | None:
+        """The policy's STOP keyword that the reply `text` is, or None."""
+        return matching_stop_keyword(text, self.stop_keywords)

@@ -7,6 +7,9 @@ the workflow's updates, so the caller learns at once whether the workflow accept
 """
 
 import asyncio
+import logging
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Literal, ParamSpec, TypeVar
@@ -16,6 +19,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -44,7 +48,11 @@ from whatsapp_campaigns.domain.phones import InvalidPhoneNumber, normalize_phone
 from whatsapp_campaigns.domain.statuses import CampaignStatus
 from whatsapp_campaigns.domain.transitions import CampaignAction, check_action
 from whatsapp_campaigns.settings import Settings
-from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
+from whatsapp_campaigns.starter.errors import (
+    CampaignNotFound,
+    CampaignRefused,
+    CampaignUnavailable,
+)
 from whatsapp_campaigns.store import audiences, campaigns, catalog, messages, preflight
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import ActionRefused, InvalidInput, NotFound
@@ -59,6 +67,8 @@ from whatsapp_campaigns.workflows.search_attributes import (
     SENDER_PHONE_NUMBER_ID,
 )
 
+log = logging.getLogger(__name__)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -72,14 +82,50 @@ _UPDATES: dict[CampaignAction, str] = {
     CampaignAction.RESCHEDULE: "request_reschedule",
 }
 
-UPDATE_ATTEMPTS = 20
-UPDATE_RETRY_DELAY = 0.25  # seconds; a continue-as-new takes well under the 5 s this allows
+# How long an operator update keeps being retried while the server refuses it for a moment.
+UPDATE_RETRY_FOR = 10.0  # seconds: a continue-as-new or a retried workflow task takes less
+UPDATE_RETRY_DELAY = 0.25  # first wait between tries; doubles up to UPDATE_RETRY_DELAY_MAX
+UPDATE_RETRY_DELAY_MAX = 2.0
+
+# Update refusals: which are retried and which are final.
+#
+# Transient (retried with the same update id, so the workflow applies it at most once):
+# - the run is ending, e.g. continuing as new ("workflow is closing"; "already completed" or
+#   NOT_FOUND while the workflow chain still runs: the next run takes the update);
+# - a workflow task failed and the server waits for its retry ("Workflow Task in failed state",
+#   FAILED_PRECONDITION: a worker died mid-task, or was restarted with a fix);
+# - the server is busy or was not reached (RESOURCE_EXHAUSTED, UNAVAILABLE, ABORTED,
+#   DEADLINE_EXCEEDED, and the SDK's timeout of the update call).
+# Final (raised at once):
+# - the workflow refused the command: its validator or handler said why (CampaignRefused);
+# - the campaign's workflow is not running (CampaignRefused "... is not running");
+# - every other RPC error (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, other
+#   FAILED_PRECONDITION such as the server's limit of updates per workflow): the same request
+#   would be refused again.
+# Still refused after UPDATE_RETRY_FOR: CampaignUnavailable, with the last refusal.
+_TRANSIENT_UPDATE_STATUSES = frozenset(
+    {
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+    }
+)
 
 
 def _run_is_closing(error: RPCError) -> bool:
     """True for the refusals the server gives while a run is ending (e.g. continue-as-new):
     "workflow is closing" (RESOURCE_EXHAUSTED) and "already completed" (NOT_FOUND)."""
     return "workflow is closing" in error.message or "already completed" in error.message
+
+
+def _is_transient_refusal(error: RPCError) -> bool:
+    if error.status in _TRANSIENT_UPDATE_STATUSES:
+        return True
+    return (
+        error.status is RPCStatusCode.FAILED_PRECONDITION
+        and "workflow task in failed state" in error.message.lower()
+    )
 
 
 def workflow_id(campaign_id: str) -> str:
@@ -102,8 +148,9 @@ class CampaignsClient:
         self._providers = providers
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "CampaignsClient":
-        return cls(await connect(settings), Database(settings.database_url), settings)
+    async def connect(cls, settings: Settings, *, lazy: bool = False) -> "CampaignsClient":
+        """`lazy`: reach Temporal at its first use, not now (the store's answers need none)."""
+        return cls(await connect(settings, lazy=lazy), Database(settings.database_url), settings)
 
     async def close(self) -> None:
         if self._providers is not None:
@@ -322,30 +369,45 @@ class CampaignsClient:
         self._check(action, campaign)  # a clear answer for drafts and finished campaigns
         handle = self._handle(campaign_id)
         payload = request.model_dump(mode="json")
-        for attempt in range(UPDATE_ATTEMPTS):
+        update_id = str(uuid.uuid4())  # the same on every try: the server applies it once
+        not_running = CampaignRefused(
+            f"cannot {action.value}: campaign {campaign_id} is not running"
+        )
+        give_up_at = time.monotonic() + UPDATE_RETRY_FOR
+        delay = UPDATE_RETRY_DELAY
+        while True:
             try:
                 progress: Progress = await handle.execute_update(
-                    _UPDATES[action], payload, result_type=Progress
+                    _UPDATES[action], payload, id=update_id, result_type=Progress
                 )
                 return progress
             except WorkflowUpdateFailedError as error:
                 raise CampaignRefused(str(error.cause or error)) from error
+            except WorkflowUpdateRPCTimeoutOrCancelledError as error:
+                refusal: Exception = error
             except RPCError as error:
-                not_running = CampaignRefused(
-                    f"cannot {action.value}: campaign {campaign_id} is not running"
-                )
-                if not _run_is_closing(error):
-                    if error.status is RPCStatusCode.NOT_FOUND:
+                refusal = error
+                if error.status is RPCStatusCode.NOT_FOUND or _run_is_closing(error):
+                    # The run ended; when it continued as new, the next run takes the update.
+                    if not await self._still_running(campaign_id):
                         raise not_running from error
+                elif not _is_transient_refusal(error):
                     raise
-                # The server refuses updates while a run ends; when the run continued as
-                # new, the next run takes the update a moment later.
-                if not await self._still_running(campaign_id):
-                    raise not_running from error
-                if attempt == UPDATE_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(UPDATE_RETRY_DELAY)
-        raise AssertionError("unreachable")
+            if time.monotonic() + delay > give_up_at:
+                raise CampaignUnavailable(
+                    f"cannot {action.value} campaign {campaign_id} now: its workflow did not "
+                    f"take the command within {UPDATE_RETRY_FOR:.0f} s "
+                    f"({_describe(refusal)}); nothing was changed, try again"
+                ) from refusal
+            log.info(
+                "%s of campaign %s refused for now (%s); retrying in %.2f s",
+                action.value,
+                campaign_id,
+                _describe(refusal),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, UPDATE_RETRY_DELAY_MAX)
 
     async def progress(self, campaign_id: str) -> Progress:
         """The workflow's `progress` query while it runs; the store's view otherwise."""
@@ -444,3 +506,9 @@ class CampaignsClient:
             raise CampaignNotFound(str(error)) from error
         except (ActionRefused, InvalidInput) as error:
             raise CampaignRefused(str(error)) from error
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, RPCError):
+        return f"{error.status.name}: {error.message}"
+    return str(error) or type(error).__name__

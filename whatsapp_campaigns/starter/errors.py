@@ -1,4 +1,4 @@
-"""What the client raises: both carry a message meant for the person who asked."""
+"""What the client raises: each carries a message meant for the person who asked."""
 
 
 class CampaignNotFound(LookupError):
@@ -7,3 +7,8 @@ class CampaignNotFound(LookupError):
 
 class CampaignRefused(Exception):
     """The rules refuse the action now; the message says why (and what would allow it)."""
+
+
+class CampaignUnavailable(Exception):
+    """The campaign's workflow kept refusing a command for a moment's reasons (a run ending, a
+    workflow task being retried, a busy server) longer than the client waits; nothing changed."""

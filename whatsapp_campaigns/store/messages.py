@@ -46,6 +46,31 @@ STATUS_TIMESTAMP_COLUMN: dict[MessageStatus, str] = {
 }
 
 
+# What a message ends as when WhatsApp did not accept it, as far as we know: refused, or given up
+# by us (cancel, deadline, no answer). Its WhatsApp id turning up after all (a late answer, or
+# a webhook naming our message) proves it was accepted: it is then sent, whatever we decided.
+UNSENT_FINAL_STATUSES = FAILURE_MESSAGE_STATUSES | {MessageStatus.CANCELLED}
+
+
+def given_up_before_accepted() -> ColumnElement[bool]:
+    """The message has no WhatsApp id yet and we gave it a not-sent final status."""
+    return MessageRow.provider_message_id.is_(None) & MessageRow.status.in_(
+        sorted(s.value for s in UNSENT_FINAL_STATUSES)
+    )
+
+
+def reopened_if(condition: ColumnElement[bool], status: MessageStatus) -> dict[str, Any]:
+    """UPDATE values that, where `condition` holds, put the message in `status` and drop the
+    error we recorded when giving it up (its code and title no longer apply)."""
+    return {
+        "status": case((condition, status.value), else_=MessageRow.status),
+        "error_class": case((condition, None), else_=MessageRow.error_class),
+        "error_code": case((condition, None), else_=MessageRow.error_code),
+        "error_title": case((condition, None), else_=MessageRow.error_title),
+        "failed_at": case((condition, None), else_=MessageRow.failed_at),
+    }
+
+
 def recipient_is_suppressed(account_id: str) -> ColumnElement[bool]:
     """Suppressed at import, or opted out since: such a recipient is never sent to."""
     opted_out = exists().where(
@@ -317,13 +342,15 @@ def record_accepted(db: Database, message_id: int, provider_message_id: str) -> 
     """Store WhatsApp's message id and mark the message `sent`, in one statement.
 
     Runs before the activity reports success, so a crash after this line never resends. If a
-    webhook got there first (it reconciled the id, or already said delivered/read), the status
-    stays where the webhook put it. The campaign's charges are settled from these ids when the
-    campaign ends (accounts.release_credits).
+    webhook got there first (it reconciled the id, or already said delivered/read/failed), the
+    status stays where the webhook put it. A message given up meanwhile (cancelled, or failed
+    for want of an answer) becomes `sent`: WhatsApp accepted it. The campaign's charges are
+    settled from these ids when the campaign ends (accounts.release_credits).
     """
     now = utcnow()
-    becomes_sent = MessageRow.status.in_(
-        [s.value for s in statuses_that_can_become(MessageStatus.SENT)]
+    becomes_sent = (
+        MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
+        | given_up_before_accepted()
     )
     with db.transaction() as connection:
         stored = connection.execute(
@@ -333,9 +360,9 @@ def record_accepted(db: Database, message_id: int, provider_message_id: str) -> 
                 provider_message_id=func.coalesce(
                     MessageRow.provider_message_id, provider_message_id
                 ),
-                status=case((becomes_sent, MessageStatus.SENT.value), else_=MessageRow.status),
                 sent_at=case((becomes_sent, now), else_=MessageRow.sent_at),
                 updated_at=now,
+                **reopened_if(becomes_sent, MessageStatus.SENT),
             )
             .returning(MessageRow.provider_message_id, MessageRow.status)
         ).one_or_none()
@@ -403,11 +430,19 @@ def finish_pending(
 ) -> int:
     """Move every message still waiting to a final status in one statement; returns how many.
 
-    Cancel uses `cancelled`; the sending deadline uses `failed` with reason "deadline".
+    Cancel uses `cancelled`; the sending deadline uses `failed` with reason "deadline". A
+    failure's reason replaces the last attempt's error as a whole (class, code and title
+    belong together): "deadline" is ours, not WhatsApp error 130429.
     """
-    values: dict[str, Any] = {"status": new_status.value, "updated_at": utcnow()}
+    now = utcnow()
+    values: dict[str, Any] = {"status": new_status.value, "updated_at": now}
     if new_status in FAILURE_MESSAGE_STATUSES:
-        values |= {"error_title": reason, "failed_at": utcnow()}
+        values |= {
+            "error_class": ErrorClass.FAILED.value,
+            "error_code": None,
+            "error_title": reason,
+            "failed_at": now,
+        }
     with db.session() as session:
         result = session.execute(
             update(MessageRow)

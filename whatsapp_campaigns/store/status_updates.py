@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import Update, case, func, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.policy import (
+    DEFAULT_STOP_KEYWORDS,
+    CampaignPolicy,
+    matching_stop_keyword,
+)
 from whatsapp_campaigns.domain.statuses import (
     MESSAGE_STATUS_RANK,
     MessageStatus,
@@ -26,7 +32,11 @@ from whatsapp_campaigns.domain.statuses import (
 )
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.dml import rowcount
-from whatsapp_campaigns.store.messages import STATUS_TIMESTAMP_COLUMN
+from whatsapp_campaigns.store.messages import (
+    STATUS_TIMESTAMP_COLUMN,
+    given_up_before_accepted,
+    reopened_if,
+)
 from whatsapp_campaigns.store.models import (
     Account,
     CampaignRow,
@@ -174,12 +184,18 @@ def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate
                 provider_id,
             )
             continue
-        # Conditional: a concurrent record_accepted may store the id first.
+        # Conditional: a concurrent record_accepted may store the id first. A message we had
+        # given up (cancelled, or failed for want of an answer) was accepted after all: it is
+        # back in `sending`, for this batch's own statuses to decide what it ends as.
         won = rowcount(
             session,
             update(MessageRow)
             .where(MessageRow.id == message_id, MessageRow.provider_message_id.is_(None))
-            .values(provider_message_id=provider_id, updated_at=utcnow())
+            .values(
+                provider_message_id=provider_id,
+                updated_at=utcnow(),
+                **reopened_if(given_up_before_accepted(), MessageStatus.SENDING),
+            )
             .execution_options(synchronize_session=False),
         )
         if won:
@@ -273,32 +289,38 @@ def apply_inbound_replies(
     replies: Sequence[InboundReply],
     *,
     account_id: str,
-    stop_keywords: Collection[str],
+    default_stop_keywords: Collection[str] = DEFAULT_STOP_KEYWORDS,
 ) -> AppliedCounts:
     """Mark the campaign message each reply answers `responded`, and opt out the numbers that
-    replied with a STOP keyword (case-insensitive, trimmed) — SPEC §4 rule 10.
+    replied with a STOP keyword — SPEC §4 rule 10.
 
     The answered message is the reply's context message, else the latest message of the
-    account that reached the number within `REPLY_WINDOW` before the reply.
+    account that reached the number within `REPLY_WINDOW` before the reply. The keywords are
+    that message's campaign's (its policy's `stop_keywords`); a reply that answers no message
+    is checked against `default_stop_keywords`. Matching ignores case and whitespace
+    (`domain.policy.normalize_keyword`).
     """
     if not replies:
         return AppliedCounts()
-    stops = {k.strip().upper() for k in stop_keywords}
     applied = stale = unknown = opted_out = 0
     with db.session() as session:
         for reply in replies:
-            message_id = _answered_message(session, account_id, reply)
-            if message_id is None:
+            answered = _answered_message(session, account_id, reply)
+            stop_keywords: Collection[str] = default_stop_keywords
+            if answered is None:
                 unknown += 1
                 phone = _masked(reply.from_phone_e164)
                 log.info("reply from %s matches no campaign message", phone)
-            elif _mark_responded(session, message_id, reply.at):
-                applied += 1
-                log.info("message %d responded", message_id)
             else:
-                stale += 1
-            keyword = reply.text.strip().upper()
-            if keyword in stops:
+                message_id, policy = answered
+                stop_keywords = _stop_keywords(policy, default_stop_keywords)
+                if _mark_responded(session, message_id, reply.at):
+                    applied += 1
+                    log.info("message %d responded", message_id)
+                else:
+                    stale += 1
+            keyword = matching_stop_keyword(reply.text, stop_keywords)
+            if keyword is not None:
                 newly = opt_out(session, account_id, reply.from_phone_e164, keyword)
                 opted_out += newly
                 log.info(
@@ -311,18 +333,33 @@ def apply_inbound_replies(
     return AppliedCounts(applied=applied, ignored_stale=stale, unknown=unknown, opted_out=opted_out)
 
 
-def _answered_message(session: Session, account_id: str, reply: InboundReply) -> int | None:
-    of_account = select(MessageRow.id).join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
+def _stop_keywords(policy: Any, default: Collection[str]) -> Collection[str]:
+    """The campaign's STOP keywords; a stored policy that no longer reads (it is validated when
+    written) falls back to the defaults rather than failing the webhook."""
+    try:
+        return CampaignPolicy.model_validate(policy or {}).stop_keywords
+    except ValidationError as error:
+        log.error("unreadable campaign policy, default STOP keywords used: %s", error)
+        return default
+
+
+def _answered_message(
+    session: Session, account_id: str, reply: InboundReply
+) -> tuple[int, Any] | None:
+    """The message the reply answers, with its campaign's stored policy."""
+    of_account = select(MessageRow.id, CampaignRow.policy).join(
+        CampaignRow, CampaignRow.id == MessageRow.campaign_id
+    )
     of_account = of_account.where(CampaignRow.account_id == account_id)
     if reply.context_provider_message_id is not None:
-        found = session.scalar(
+        found = session.execute(
             of_account.where(MessageRow.provider_message_id == reply.context_provider_message_id)
-        )
+        ).first()
         if found is not None:
-            return found
+            return found.id, found.policy
     # Messages reconciled straight to delivered/read have no sent_at: use their send time.
     reached_at = func.coalesce(MessageRow.sent_at, MessageRow.sending_at)
-    return session.scalar(
+    latest = session.execute(
         of_account.where(
             MessageRow.phone_e164 == reply.from_phone_e164,
             MessageRow.status.in_([s.value for s in _REPLYABLE_STATUSES]),
@@ -330,7 +367,8 @@ def _answered_message(session: Session, account_id: str, reply: InboundReply) ->
         )
         .order_by(reached_at.desc(), MessageRow.id.desc())
         .limit(1)
-    )
+    ).first()
+    return (latest.id, latest.policy) if latest is not None else None
 
 
 def _masked(phone: str) -> str:

@@ -74,6 +74,7 @@ def build_workers(
         db,
         providers,
         reconcile_window=timedelta(seconds=settings.reconcile_seconds),
+        template_cache_seconds=settings.template_cache_seconds,
     )
     workers = [
         Worker(
@@ -119,11 +120,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         loop.add_signal_handler(signum, stop.set)
     if settings.worker_metrics_port is not None:  # business metrics, /metrics
         start_worker_metrics(settings.worker_metrics_port)
-    # The SDK's own metrics (Prometheus on CAMPAIGNS_TEMPORAL_METRICS_BIND), when set.
-    client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     db = Database(settings.database_url)
     # A missing or wrong CAMPAIGNS_SECRET_KEY is one clear error now, not failed sends later.
     await asyncio.to_thread(verify_secret_key, db, secret_box(settings))
+    # The SDK's own metrics (Prometheus on CAMPAIGNS_TEMPORAL_METRICS_BIND), when set.
+    client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     providers = AccountProviders(settings, db)
     workers = build_workers(client, settings, db, providers)
     log.info(

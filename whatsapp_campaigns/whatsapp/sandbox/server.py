@@ -20,7 +20,7 @@ from whatsapp_campaigns.domain.models import TemplateStatus
 from whatsapp_campaigns.whatsapp.sandbox import errors
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxResponse
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_APP_SECRET, SANDBOX_SENDER_ID
-from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 
 
 class TemplateStatusChange(BaseModel):
@@ -110,7 +110,32 @@ def run_sandbox_server(
     """Serve the sandbox until interrupted; status webhooks go to `webhook_url`, signed with
     `app_secret` (none without a URL); `rate` overrides the sandbox sender's messages/s;
     `access_token`: the only bearer token accepted (default: any)."""
-    sink = HttpWebhookSink(webhook_url, app_secret) if webhook_url else None
+    emulator = sandbox_emulator(
+        webhook_url=webhook_url,
+        app_secret=app_secret,
+        rate=rate,
+        latency=latency,
+        webhook_delay=webhook_delay,
+        access_token=access_token,
+    )
+    # No access log: at hundreds of sends a second it would drown everything else.
+    uvicorn.run(
+        create_sandbox_app(emulator), host=host, port=port, log_level="info", access_log=False
+    )
+
+
+def sandbox_emulator(
+    *,
+    webhook_url: str | None,
+    app_secret: str,
+    rate: float | None = None,
+    latency: float = 0.0,
+    webhook_delay: float = 0.3,
+    access_token: str | None = None,
+) -> SandboxEmulator:
+    """The standalone server's emulator: its webhooks go out through the same bounded sink as
+    the dev stack's (a few connections, the other posts waiting their turn)."""
+    sink = BoundedHttpWebhookSink(webhook_url, app_secret) if webhook_url else None
     emulator = SandboxEmulator(
         latency=latency,
         webhook_sink=sink,
@@ -120,10 +145,7 @@ def run_sandbox_server(
     )
     if rate is not None:
         emulator.set_sender_rate(SANDBOX_SENDER_ID, rate)
-    # No access log: at hundreds of sends a second it would drown everything else.
-    uvicorn.run(
-        create_sandbox_app(emulator), host=host, port=port, log_level="info", access_log=False
-    )
+    return emulator
 
 
 def _bearer(request: Request) -> str | None:

@@ -15,6 +15,9 @@ from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, sign
 
 log = logging.getLogger(__name__)
 
+# Webhook POSTs in flight at once from one sandbox; the rest wait their turn.
+WEBHOOK_CONNECTIONS = 8
+
 
 class WebhookSink(Protocol):
     """Where the sandbox delivers a webhook POST: its raw body and headers (signature included)."""
@@ -73,6 +76,39 @@ class HttpWebhookSink:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+class BoundedHttpWebhookSink:
+    """The sandbox's webhooks over a few keep-alive connections, the other posts waiting their
+    turn here. (httpx's own pool scans every connection and every waiting request on each
+    request: with hundreds of webhooks a second in flight that scan took most of the process's
+    CPU, and the demo sent at a third of the sender's rate.) Both the dev stack and the
+    standalone `campaigns sandbox` server post through it."""
+
+    def __init__(
+        self,
+        url: str,
+        app_secret: str,
+        *,
+        connections: int = WEBHOOK_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.connections = connections
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = httpx.AsyncClient(limits=limits, timeout=10.0, transport=transport)
+        self._sink = HttpWebhookSink(url, app_secret, client=self._client)
+        self._slots = asyncio.Semaphore(connections)
+
+    @property
+    def url(self) -> str:
+        return self._sink.url
+
+    async def deliver(self, body: bytes, headers: dict[str, str]) -> None:
+        async with self._slots:
+            await self._sink.deliver(body, headers)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 def webhook_body(

@@ -1,0 +1,149 @@
+"""The send activity against the store and a scripted WhatsApp: what a message ends as when the
+activity is cancelled while WhatsApp answers (SPEC §4 rule 12)."""
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from temporalio.testing import ActivityEnvironment
+
+from tests.store_helpers import ACCOUNT, seed_account, seed_audience, seed_campaign, seed_messages
+from whatsapp_campaigns.activities.sending import SendActivities
+from whatsapp_campaigns.domain.engine import SendMessageInput
+from whatsapp_campaigns.domain.errors import ErrorClass
+from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.store import catalog, messages
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.models import CampaignRow, MessageRow
+from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
+
+ACCEPTED_ID = "wamid.accepted-while-cancelled"
+
+
+class SlowWhatsApp:
+    """Refuses the first call for throughput (130429), then accepts the next one, answering
+    only when `answer` is set: the request has reached WhatsApp, the answer is on its way."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.refused = asyncio.Event()
+        self.in_flight = asyncio.Event()
+        self.answer = asyncio.Event()
+        self.accepted: list[str] = []
+
+    async def send_template(self, message: TemplateSend) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            self.refused.set()
+            raise ProviderError(ErrorClass.THROUGHPUT_LIMITED, "Rate limit hit", code=130429)
+        self.accepted.append(message.biz_opaque_callback_data)  # WhatsApp has it now
+        self.in_flight.set()
+        await self.answer.wait()
+        return ACCEPTED_ID
+
+    async def list_templates(self, business_account_id: str) -> list[Template]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _queued_message(db: Database, *, throughput_backoff: float) -> int:
+    """One queued message of a sending campaign whose policy waits `throughput_backoff`
+    seconds (give or take half) after a throughput refusal."""
+    seed_account(db)
+    catalog.upsert_templates(db, ACCOUNT, [Template(name="spring_sale", variables=["name"])])
+    audience_id = seed_audience(db)
+    campaign_id = seed_campaign(
+        db,
+        status=CampaignStatus.SENDING,
+        audience_id=audience_id,
+        policy={"throughput_backoff": throughput_backoff},
+    )
+    [message] = seed_messages(db, campaign_id, audience_id)
+    return message
+
+
+@pytest.fixture
+def whatsapp() -> SlowWhatsApp:
+    return SlowWhatsApp()
+
+
+def _environment() -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    # Not inside a workflow: the slow-down notice has no campaign to signal.
+    env.info = dataclasses.replace(env.info, workflow_id=None)
+    return env
+
+
+def _cancel_campaign(db: Database, message_id: int) -> str:
+    """What an operator's cancel does in the store before the workflow cancels the sends."""
+    with db.session() as session:
+        message = session.get(MessageRow, message_id)
+        assert message is not None
+        session.execute(
+            update(CampaignRow)
+            .where(CampaignRow.id == message.campaign_id)
+            .values(status=CampaignStatus.CANCELLED.value)
+        )
+        return message.campaign_id
+
+
+def _message(db: Database, message_id: int) -> MessageRow:
+    with db.session() as session:
+        row = session.get(MessageRow, message_id)
+        assert row is not None
+        return row
+
+
+async def test_a_send_cancelled_while_whatsapp_accepts_it_ends_sent_not_cancelled(
+    db: Database, whatsapp: SlowWhatsApp
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    activities = SendActivities(db, whatsapp, reconcile_window=timedelta(seconds=30))
+    env = _environment()
+    send = asyncio.create_task(
+        env.run(activities.send_message, SendMessageInput(campaign_id="", message_id=message_id))
+    )
+    await asyncio.wait_for(whatsapp.in_flight.wait(), timeout=10)
+
+    campaign_id = _cancel_campaign(db, message_id)
+    env.cancel()  # the workflow cancels the send while WhatsApp's answer is on its way
+    await asyncio.sleep(0.05)
+    whatsapp.answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await send
+    # The workflow then cancels every message still waiting, in flight included.
+    messages.finish_pending(
+        db,
+        campaign_id,
+        MessageStatus.CANCELLED,
+        reason="campaign cancelled",
+        statuses=(MessageStatus.QUEUED, MessageStatus.RETRYING, MessageStatus.SENDING),
+    )
+
+    assert whatsapp.accepted == [str(message_id)]
+    row = _message(db, message_id)
+    assert (row.status, row.provider_message_id) == (MessageStatus.SENT, ACCEPTED_ID)
+
+
+async def test_a_send_cancelled_while_it_waits_out_a_throughput_limit_stops_at_once(
+    db: Database, whatsapp: SlowWhatsApp
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=10)  # waits 5 to 15 s
+    activities = SendActivities(db, whatsapp, reconcile_window=timedelta(seconds=30))
+    env = _environment()
+    send = asyncio.create_task(
+        env.run(activities.send_message, SendMessageInput(campaign_id="", message_id=message_id))
+    )
+    await asyncio.wait_for(whatsapp.refused.wait(), timeout=10)
+
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(send, timeout=4)  # before the wait could have ended
+
+    assert whatsapp.calls == 1
+    assert _message(db, message_id).provider_message_id is None
