@@ -82,32 +82,43 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serving(
-    args: Sequence[str], env: dict[str, str], ready_url: str, *, timeout: float = 30.0
+    args: Sequence[str],
+    env: dict[str, str],
+    ready_url: str,
+    *,
+    timeout: float = 30.0,
+    output: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM."""
-    process = subprocess.Popen(
-        [CAMPAIGNS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise AssertionError(f"campaigns {' '.join(args)} exited: {output}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1.0).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{ready_url} did not answer in {timeout} s")
-            time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM.
+    `output`: a file that keeps its stdout and stderr (default: a pipe, left unread)."""
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(output.open("wb")) if output else subprocess.PIPE
+        process = subprocess.Popen(
+            [CAMPAIGNS, *args], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    if output is not None:
+                        said = output.read_text(errors="replace")
+                    else:
+                        said = process.stdout.read().decode() if process.stdout else ""
+                    raise AssertionError(f"campaigns {' '.join(args)} exited: {said}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(ready_url, timeout=1.0).status_code < 500:
+                        break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{ready_url} did not answer in {timeout} s")
+                time.sleep(0.2)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()

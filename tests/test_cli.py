@@ -97,7 +97,7 @@ def test_templates_list_shows_a_table(db: Database) -> None:
 
 def test_templates_sync_for_an_unknown_account_is_one_line(db: Database) -> None:
     line = one_line_error(invoke(["templates", "sync", "--account", "ghost"], store_env(db)))
-    assert "unknown account ghost" in line
+    assert line == "error: account ghost not found"
 
 
 # ------------------------------------------------- `campaigns api` and `campaigns sandbox`

@@ -22,6 +22,7 @@ from whatsapp_campaigns.cli.app import (
 )
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.settings import get_settings
+from whatsapp_campaigns.store.accounts import get_account
 
 
 @audience_app.command("import")
@@ -74,6 +75,7 @@ def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -
     settings = get_settings()
     account_id = account or settings.default_account
     with open_store() as db, provider_errors("the template sync"):
+        get_account(db, account_id)  # unknown account: say so before calling Meta
         waba_id, templates = asyncio.run(sync_templates(db, settings, account_id))
     if as_json:
         synced = [t.model_dump(mode="json") for t in templates]

@@ -21,6 +21,7 @@ from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.settings import get_settings
 from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store.accounts import get_account
 from whatsapp_campaigns.store.db import Database
 
 PhoneNumberIdArgument = Annotated[
@@ -43,6 +44,7 @@ def senders_add(
     """Register a number of the account's WhatsApp Business Account, as Meta describes it."""
     account_id = account or get_settings().default_account
     with open_store() as db, provider_errors(f"phone number id {phone_number_id}"):
+        get_account(db, account_id)  # unknown account: say so before calling Meta
         info = asyncio.run(_read_numbers(db, account_id, [phone_number_id]))[0]
         sender = catalog.register_sender(db, account_id, info, rate_cap=rate)
     if as_json:
