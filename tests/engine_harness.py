@@ -58,6 +58,7 @@ class Engine:
         policy: CampaignPolicy | None = None,
         send_at: datetime | None = None,
         name: str = "spring launch",
+        sender: str = SANDBOX_SENDER.phone_number_id,
     ) -> str:
         """A scheduled campaign in the store (not started) sending `template` to `phones`."""
         rows = [
@@ -69,7 +70,7 @@ class Engine:
         draft = CampaignDraft(
             name=name,
             template_name=template,
-            sender_phone_number_id=SANDBOX_SENDER.phone_number_id,
+            sender_phone_number_id=sender,
             audience_id=audience.audience.id,
             policy=policy or CampaignPolicy(),
         )
@@ -138,13 +139,17 @@ async def running_engine(
     sender_rate: int = 1000,
     emulator: SandboxEmulator | None = None,
     send_mode: str = "activity",
+    sender_refresh_seconds: float | None = None,
 ) -> AsyncIterator[Engine]:
-    """Seed the store with the sandbox fixtures and run a worker until the block ends."""
+    """Seed the store with the sandbox fixtures and run a worker until the block ends. With
+    `sender_refresh_seconds`, the worker serves the store's numbers, re-read that often (as in
+    production); without, exactly the sandbox sender."""
     settings = Settings(
         CAMPAIGNS_DATABASE_URL=db_url,
         CAMPAIGNS_TASK_QUEUE=f"campaigns-{uuid.uuid4().hex[:8]}",
         CAMPAIGNS_SEND_MODE=send_mode,
         CAMPAIGNS_TEMPLATE_CACHE_SECONDS=0.5,
+        CAMPAIGNS_SENDER_REFRESH_SECONDS=sender_refresh_seconds or 30.0,
     )
     db = Database(db_url)
     seed_sandbox(db)
@@ -154,7 +159,8 @@ async def running_engine(
     emulator = emulator or SandboxEmulator()
     emulator.set_sender_rate(sender.phone_number_id, sender_rate)
     providers = AccountProviders(settings, db, shared=SandboxProvider(emulator))
-    workers = build_workers(client, settings, db, providers, senders=[sender])
+    fixed = None if sender_refresh_seconds is not None else [sender]
+    workers = build_workers(client, settings, db, providers, senders=fixed)
     task = asyncio.create_task(workers.run())
     try:
         yield Engine(client=client, db=db, emulator=emulator, settings=settings)

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
             "status webhook before it is sent again."
         ),
     )
+    sender_refresh_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="CAMPAIGNS_SENDER_REFRESH_SECONDS",
+        description=(
+            "How often a worker re-reads the sender numbers: a number added, removed or "
+            "re-rated is served (or dropped) within this long, without a restart."
+        ),
+    )
     template_cache_seconds: float = Field(
         60.0,
         ge=0,

@@ -1,5 +1,6 @@
 """The worker: runs CampaignWorkflow, the lifecycle activities, and one rate-limited send
-worker per sender number.
+worker per sender number (`send_workers.py`: numbers added, removed or re-rated are picked up
+while it runs).
 
 Sends for a sender go to that sender's own task queue, whose server-side rate limit
 (`max_task_queue_activities_per_second`) is the sender's messages per second: Temporal enforces
@@ -30,33 +31,33 @@ from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
+from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
-from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
 log = logging.getLogger(__name__)
 
 # Store activities run in threads; a small pool is plenty (each is a few milliseconds).
 CONTROL_ACTIVITY_THREADS = 16
-# Sends in flight per sender and worker; the task-queue rate limit paces them.
-MAX_CONCURRENT_SENDS = 500
 
 
 @dataclass
 class WorkerSet:
-    """Every Temporal worker of one process, run and stopped together."""
+    """Every Temporal worker of one process, run and stopped together: the campaign worker
+    and the send workers."""
 
-    workers: list[Worker]
+    campaigns: Worker
+    senders: SendWorkers
     executor: ThreadPoolExecutor
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(*(worker.run() for worker in self.workers))
+            await asyncio.gather(self.campaigns.run(), self.senders.run())
         finally:
             self.executor.shutdown(wait=False)
 
     async def shutdown(self) -> None:
         """Graceful: stop polling, let running activities finish, then return."""
-        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+        await asyncio.gather(self.campaigns.shutdown(), self.senders.shutdown())
 
 
 def build_workers(
@@ -66,7 +67,8 @@ def build_workers(
     providers: AccountProviders,
     senders: list[Sender] | None = None,
 ) -> WorkerSet:
-    """The main worker plus one send worker per sender (all senders in the store by default)."""
+    """The campaign worker plus one send worker per sender: the store's numbers, re-read every
+    CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and benchmarks)."""
     executor = ThreadPoolExecutor(
         max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
     )
@@ -77,39 +79,39 @@ def build_workers(
         reconcile_window=timedelta(seconds=settings.reconcile_seconds),
         template_cache_seconds=settings.template_cache_seconds,
     )
-    workers = [
-        Worker(
+    campaigns = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[CampaignWorkflow],
+        activities=[
+            lifecycle.load_campaign,
+            lifecycle.preflight,
+            lifecycle.record_status_change,
+            lifecycle.record_timeline,
+            lifecycle.record_reschedule,
+            lifecycle.page_queued_messages,
+            lifecycle.count_messages,
+            lifecycle.finish_pending,
+            lifecycle.release_credits,
+            sending.send_message,  # run here as a local activity in local_activity mode
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=CONTROL_ACTIVITY_THREADS,
+    )
+    if senders is not None:
+        fixed = list(senders)
+        send_workers = SendWorkers(
+            client, settings.task_queue, sending, lambda: fixed, refresh=None
+        )
+    else:
+        send_workers = SendWorkers(
             client,
-            task_queue=settings.task_queue,
-            workflows=[CampaignWorkflow],
-            activities=[
-                lifecycle.load_campaign,
-                lifecycle.preflight,
-                lifecycle.record_status_change,
-                lifecycle.record_timeline,
-                lifecycle.record_reschedule,
-                lifecycle.page_queued_messages,
-                lifecycle.count_messages,
-                lifecycle.finish_pending,
-                lifecycle.release_credits,
-                sending.send_message,  # run here as a local activity in local_activity mode
-            ],
-            activity_executor=executor,
-            max_concurrent_activities=CONTROL_ACTIVITY_THREADS,
+            settings.task_queue,
+            sending,
+            lambda: catalog.list_senders(db),
+            refresh=settings.sender_refresh_seconds,
         )
-    ]
-    for sender in senders if senders is not None else catalog.list_senders(db):
-        workers.append(
-            Worker(
-                client,
-                task_queue=send_task_queue(settings.task_queue, sender.phone_number_id),
-                activities=[sending.send_message],
-                max_concurrent_activities=MAX_CONCURRENT_SENDS,
-                max_task_queue_activities_per_second=float(sender.rate_per_second),
-            )
-        )
-        log.info("send worker for %s at %d msg/s", sender.phone_number_id, sender.rate_per_second)
-    return WorkerSet(workers=workers, executor=executor)
+    return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -129,12 +131,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     providers = AccountProviders(settings, db)
     workers = build_workers(client, settings, db, providers)
-    log.info(
-        "worker polling %s (%d sender queues) on %s",
-        settings.task_queue,
-        len(workers.workers) - 1,
-        settings.temporal_address,
-    )
+    log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.create_task(workers.run())
     await stop.wait()
     log.info("shutting down: waiting for running activities to finish")
