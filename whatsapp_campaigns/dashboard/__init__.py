@@ -8,7 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from whatsapp_campaigns.dashboard import routes
+from whatsapp_campaigns.dashboard import (
+    campaign_list,
+    campaign_page,
+    editor,
+    pages,
+    report,
+    signin,
+)
 from whatsapp_campaigns.dashboard.auth import CsrfFailed, LoginRequired, Signer, read_session
 from whatsapp_campaigns.settings import Settings
 
@@ -17,14 +24,14 @@ __all__ = ["mount_dashboard"]
 
 def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     app.state.dashboard_signer = Signer(settings.dashboard_secret)
-    app.state.dashboard_templates = routes.build_templates()
-    app.mount(
-        "/dashboard/static", StaticFiles(directory=routes.STATIC_DIR), name="dashboard-static"
-    )
-    app.include_router(routes.router)
+    app.state.dashboard_templates = pages.build_templates()
+    app.mount("/dashboard/static", StaticFiles(directory=pages.STATIC_DIR), name="dashboard-static")
+    # The editor before the campaign page: GET /campaigns/new is not a campaign id.
+    for module in (signin, campaign_list, editor, campaign_page, report):
+        app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfFailed, _csrf_failed)
-    app.add_exception_handler(routes.PageNotFound, _page_not_found)
+    app.add_exception_handler(pages.PageNotFound, _page_not_found)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -43,7 +50,7 @@ async def _login_required(request: Request, error: Exception) -> Response:
 
 
 async def _csrf_failed(request: Request, error: Exception) -> HTMLResponse:
-    return routes.render(
+    return pages.render(
         request,
         "error.html",
         {"title": "Request refused", "message": str(error)},
@@ -53,7 +60,7 @@ async def _csrf_failed(request: Request, error: Exception) -> HTMLResponse:
 
 
 async def _page_not_found(request: Request, error: Exception) -> HTMLResponse:
-    return routes.render(
+    return pages.render(
         request,
         "error.html",
         {"title": "Not found", "message": str(error)},
