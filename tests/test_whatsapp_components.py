@@ -3,15 +3,15 @@
 import pytest
 
 from whatsapp_campaigns.domain.models import Template
-from whatsapp_campaigns.whatsapp.components import body_components, render_preview
+from whatsapp_campaigns.whatsapp.components import render_preview, template_components
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
-from whatsapp_campaigns.whatsapp.wire import body_variables, template_from_json
+from whatsapp_campaigns.whatsapp.wire import template_from_json
 
 ORDER_UPDATE = next(t for t in SANDBOX_TEMPLATES if t.name == "order_update")
 
 
 def test_named_variables_become_text_parameters_in_template_order() -> None:
-    components = body_components(ORDER_UPDATE, {"order_id": "A-7", "name": "Ana", "extra": "x"})
+    components = template_components(ORDER_UPDATE, {"order_id": "A-7", "name": "Ana", "extra": "x"})
     assert components == [
         {
             "type": "body",
@@ -25,22 +25,22 @@ def test_named_variables_become_text_parameters_in_template_order() -> None:
 
 def test_positional_variables_carry_no_parameter_name() -> None:
     template = Template(name="t", variables=["1", "2"])
-    (body,) = body_components(template, {"1": "a", "2": "b"})
+    (body,) = template_components(template, {"1": "a", "2": "b"})
     assert body["parameters"] == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
 
 
 def test_a_template_without_variables_has_no_components() -> None:
-    assert body_components(Template(name="hello"), {}) == []
+    assert template_components(Template(name="hello"), {}) == []
 
 
 def test_missing_variables_are_named_in_the_error() -> None:
-    with pytest.raises(ValueError, match="name, order_id"):
-        body_components(ORDER_UPDATE, {})
+    with pytest.raises(ValueError, match="name: body is empty; order_id: body is empty"):
+        template_components(ORDER_UPDATE, {})
 
 
 def test_an_empty_value_counts_as_missing() -> None:
     with pytest.raises(ValueError, match="order_id"):
-        body_components(ORDER_UPDATE, {"name": "Ana", "order_id": "  "})
+        template_components(ORDER_UPDATE, {"name": "Ana", "order_id": "  "})
 
 
 def test_preview_fills_the_body_text() -> None:
@@ -58,19 +58,6 @@ def test_preview_keeps_placeholders_of_missing_variables() -> None:
 def test_preview_without_body_text_lists_the_values() -> None:
     template = Template(name="promo", variables=["name"])
     assert render_preview(template, {"name": "Ana"}) == "[promo] name=Ana"
-
-
-def test_body_variables_parse_named_and_positional_placeholders() -> None:
-    assert body_variables([{"type": "BODY", "text": "Hi {{ name }}, {{code}} for {{name}}"}]) == [
-        "name",
-        "code",
-    ]
-    assert body_variables(
-        [{"type": "HEADER", "text": "{{x}}"}, {"type": "BODY", "text": "{{1}} {{2}}"}]
-    ) == [
-        "1",
-        "2",
-    ]
 
 
 def test_a_listed_template_keeps_status_category_and_components() -> None:

@@ -3,10 +3,10 @@
 `app` holds the groups; each module below registers the commands it is named for.
 """
 
-from whatsapp_campaigns.cli import campaigns, catalog, servers, stack
+from whatsapp_campaigns.cli import campaigns, catalog, preview, servers, stack
 from whatsapp_campaigns.cli.app import app
 
-__all__ = ["app", "campaigns", "catalog", "servers", "stack"]
+__all__ = ["app", "campaigns", "catalog", "preview", "servers", "stack"]
 
 if __name__ == "__main__":
     app()

@@ -13,7 +13,14 @@ from whatsapp_campaigns.store.models import Account, MessageTemplate, SenderNumb
 
 # Runtime state such as throttled_until is not configuration: an upsert leaves it alone.
 _SENDER_SETTINGS = ("account_id", "display_number", "rate_per_second", "tier")
-_TEMPLATE_CONTENT = ("category", "status", "variables", "components", "synced_at")
+_TEMPLATE_CONTENT = (
+    "category",
+    "status",
+    "variables",
+    "components",
+    "parameter_format",
+    "synced_at",
+)
 # Rows per INSERT: stays well under SQLite's limit on bound parameters.
 _UPSERT_CHUNK = 200
 
