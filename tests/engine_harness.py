@@ -22,6 +22,7 @@ from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.store.models import MessageRow
+from whatsapp_campaigns.whatsapp.provider import Provider
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
@@ -137,8 +138,10 @@ async def running_engine(
     sender_rate: int = 1000,
     emulator: SandboxEmulator | None = None,
     send_mode: str = "activity",
+    provider: Provider | None = None,
 ) -> AsyncIterator[Engine]:
-    """Seed the store with the sandbox fixtures and run a worker until the block ends."""
+    """Seed the store with the sandbox fixtures and run a worker until the block ends; the
+    worker sends through `provider` (the Cloud API client, say) or the in-process sandbox."""
     settings = Settings(
         CAMPAIGNS_DATABASE_URL=db_url,
         CAMPAIGNS_TASK_QUEUE=f"campaigns-{uuid.uuid4().hex[:8]}",
@@ -151,7 +154,7 @@ async def running_engine(
     catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
     emulator = emulator or SandboxEmulator()
     emulator.set_sender_rate(sender.phone_number_id, sender_rate)
-    provider = SandboxProvider(emulator)
+    provider = provider or SandboxProvider(emulator)
     workers = build_workers(client, settings, db, provider, senders=[sender])
     task = asyncio.create_task(workers.run())
     try:
