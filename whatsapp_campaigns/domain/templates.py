@@ -41,6 +41,7 @@ PAYLOAD_MAX = 128
 # A URL suffix: unreserved and reserved URL characters, or %-escapes; nothing else.
 _URL_SAFE = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#]|%[0-9A-Fa-f]{2})*$")
 _TOO_MANY_SPACES = re.compile(r" {5,}")
+_WHITESPACE = re.compile(r"\s")
 
 
 class ParameterFormat(StrEnum):
@@ -91,14 +92,17 @@ class TemplateVariable:
 
     @property
     def max_length(self) -> int:
-        return {
-            VariableKind.HEADER_TEXT: HEADER_TEXT_MAX,
-            VariableKind.BODY: BODY_PARAMETER_MAX,
-            VariableKind.HEADER_MEDIA: URL_MAX,
-            VariableKind.URL_SUFFIX: URL_MAX,
-            VariableKind.PAYLOAD: PAYLOAD_MAX,
-            VariableKind.COUPON_CODE: COUPON_CODE_MAX,
-        }[self.kind]
+        return _MAX_LENGTHS[self.kind]
+
+
+_MAX_LENGTHS = {
+    VariableKind.HEADER_TEXT: HEADER_TEXT_MAX,
+    VariableKind.BODY: BODY_PARAMETER_MAX,
+    VariableKind.HEADER_MEDIA: URL_MAX,
+    VariableKind.URL_SUFFIX: URL_MAX,
+    VariableKind.PAYLOAD: PAYLOAD_MAX,
+    VariableKind.COUPON_CODE: COUPON_CODE_MAX,
+}
 
 
 @dataclass(frozen=True)
@@ -234,15 +238,19 @@ def check_values(variables: Iterable[TemplateVariable], values: Mapping[str, str
     """Every rule one recipient's values break (SPEC §10); empty when they can be sent."""
     problems: list[Problem] = []
     for variable in variables:
-        value = values.get(variable.name)
-        if value is None or not value.strip():
-            if variable.required:
-                problems.append(Problem(variable.name, Rule.MISSING, f"{variable.kind} is empty"))
-            continue
-        problem = _check_one(variable, value)
+        problem = check_value(variable, values.get(variable.name))
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+def check_value(variable: TemplateVariable, value: str | None) -> Problem | None:
+    """The first rule this one value breaks, if any (None and blank count as missing)."""
+    if value is None or not value.strip():
+        if variable.required:
+            return Problem(variable.name, Rule.MISSING, f"{variable.kind} is empty")
+        return None
+    return _check_one(variable, value)
 
 
 def _check_one(variable: TemplateVariable, value: str) -> Problem | None:
@@ -265,7 +273,7 @@ def _check_one(variable: TemplateVariable, value: str) -> Problem | None:
 
 
 def is_https_link(value: str) -> bool:
-    if any(c.isspace() for c in value):
+    if _WHITESPACE.search(value):
         return False
     try:
         parts = urlsplit(value)

@@ -1,25 +1,26 @@
 """Every recipient's template values checked before anything is sent (SPEC §10).
 
-The audience is streamed (`yield_per`), each row checked in Python against the template's
-variables, so memory stays flat and a 100,000-row audience takes about a second (see
-bench/template_checks.py). The answer counts the recipients that break each rule and keeps the
+The audience is read a page at a time (keyset pages, each a short transaction), each row
+checked in Python against the template's variables, so memory stays flat and a 100,000-row
+audience takes a second or two (bench/template_checks.py, bench/RESULTS.md). The answer counts the recipients that break each rule and keeps the
 first rows, by their CSV row number.
 """
 
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from whatsapp_campaigns.domain.models import Template
-from whatsapp_campaigns.domain.templates import Problem, Rule, check_values
+from whatsapp_campaigns.domain.templates import Problem, Rule, check_value
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import recipient_is_suppressed
 from whatsapp_campaigns.store.models import RecipientRow
 
 FIRST_ROWS = 10
-_STREAM_ROWS = 5_000
+_PAGE_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,29 +90,24 @@ def check_audience_values(
     needs = template.needs()
     if not needs:
         return report
-    fallback = {v.name: str(fixed[v.name]) for v in needs if fixed.get(v.name)}
-    statement = (
-        select(
-            RecipientRow.id,
-            RecipientRow.row_number,
-            RecipientRow.phone_e164,
-            RecipientRow.variables,
-        )
-        .where(RecipientRow.audience_id == audience_id, ~recipient_is_suppressed(account_id))
-        .order_by(RecipientRow.id)
-        .execution_options(yield_per=_STREAM_ROWS)
-    )
-    with db.session() as session:
-        for recipient_id, row_number, phone, row in session.execute(statement):
-            report.checked += 1
-            values = {}
+    # A fixed value is the same for every recipient who lacks one: checked once.
+    fallback = {v.name: check_value(v, fixed.get(v.name)) for v in needs}
+    after_id = 0
+    while True:
+        # A page per short transaction: the store's write turn is never held for long.
+        with db.transaction() as connection:
+            page = connection.execute(_page(account_id, audience_id, after_id)).all()
+        for recipient_id, row_number, phone, row in page:
+            problems = []
             for variable in needs:
                 value = row.get(variable.name) if row else None
                 if value is None or value == "":
-                    value = fallback.get(variable.name)
-                if value is not None:
-                    values[variable.name] = str(value)
-            problems = check_values(needs, values)
+                    problem = fallback[variable.name]
+                else:
+                    problem = check_value(variable, str(value))
+                if problem is not None:
+                    problems.append(problem)
+            report.checked += 1
             if not problems:
                 continue
             report.invalid += 1
@@ -123,4 +119,24 @@ def check_audience_values(
                 report.reasons[recipient_id] = (
                     f"invalid template value: {first.variable} ({first.rule.meaning})"
                 )
-    return report
+        if len(page) < _PAGE_ROWS:
+            return report
+        after_id = page[-1][0]
+
+
+def _page(account_id: str, audience_id: str, after_id: int) -> Select[Any]:
+    return (
+        select(
+            RecipientRow.id,
+            RecipientRow.row_number,
+            RecipientRow.phone_e164,
+            RecipientRow.variables,
+        )
+        .where(
+            RecipientRow.audience_id == audience_id,
+            RecipientRow.id > after_id,
+            ~recipient_is_suppressed(account_id),
+        )
+        .order_by(RecipientRow.id)
+        .limit(_PAGE_ROWS)
+    )
