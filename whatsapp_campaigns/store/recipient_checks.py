@@ -2,8 +2,8 @@
 
 The audience is read a page at a time (keyset pages, each a short transaction), each row
 checked in Python against the template's variables, so memory stays flat and a 100,000-row
-audience takes a second or two (bench/template_checks.py, bench/RESULTS.md). The answer counts the recipients that break each rule and keeps the
-first rows, by their CSV row number.
+audience takes seconds (bench/template_checks.py, bench/RESULTS.md). The answer counts the
+recipients that break each rule and keeps the first rows, by their CSV row number.
 """
 
 from collections import Counter
