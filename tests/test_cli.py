@@ -217,7 +217,7 @@ def test_the_demo_audience_has_every_magic_number_once_among_valid_numbers(
     assert positions[-1] - positions[0] > 200  # spread out, not bunched together
 
     lines = write_demo_audience(tmp_path / "a.csv", 300).read_text().splitlines()
-    assert lines[0] == "phone,name,order_id"
+    assert lines[0] == "phone,name,order_id,button_0"  # button_0: promo_media's URL suffix
     assert len(lines) == 1 + 300 + 2  # plus one invalid row and one duplicate
 
 

@@ -31,7 +31,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The campaign store (database).", no_args_is_help=True)
-templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="WhatsApp message templates (SPEC §10: media headers, buttons, named or positional).",
+    no_args_is_help=True,
+)
 audience_app = typer.Typer(help="Audiences (recipient lists).", no_args_is_help=True)
 credits_app = typer.Typer(help="The account's credit balance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

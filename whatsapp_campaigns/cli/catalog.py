@@ -93,7 +93,8 @@ def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -
 
 @templates_app.command("list")
 def templates_list(account: AccountOption = None, as_json: JsonOption = False) -> None:
-    """List the templates as last synced, with their approval status."""
+    """List the templates as last synced: approval status, parts (header, body, footer,
+    buttons), variables, and the kinds campaigns cannot send yet."""
     from whatsapp_campaigns.store import catalog
 
     with open_store() as db:
