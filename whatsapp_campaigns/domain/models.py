@@ -169,8 +169,14 @@ class CampaignDraft(BaseModel):
     audience_id: str | None = None
     timezone: str = "UTC"
     policy: CampaignPolicy = Field(default_factory=CampaignPolicy)
-    # Fixed template values: `--var KEY=VALUE`, REST `variables`.
-    variables: dict[str, str] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Fixed template values (SPEC §10), used where the audience has no value of that "
+            "name: body/header variables by name (or 1, 2... if positional), header_media "
+            "(https link), button_N (URL suffix, quick-reply payload, coupon code)."
+        ),
+    )
 
 
 class ErrorCount(BaseModel):
