@@ -132,6 +132,8 @@ def test_dev_stack_serves_everything_stops_on_ctrl_c_and_keeps_campaigns(tmp_pat
             "spring_sale",
             "promo_pending",
             "promo_paused",
+            "promo_media",
+            "appointment_reminder",
         }
         assert httpx.get(f"http://127.0.0.1:{ports['--ui-port']}/").status_code == 200
         attributes = subprocess.run(
