@@ -23,6 +23,7 @@ from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
 from whatsapp_campaigns.store.models import MessageRow
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.provider import Provider
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
@@ -140,9 +141,11 @@ async def running_engine(
     emulator: SandboxEmulator | None = None,
     send_mode: str = "activity",
     sender_refresh_seconds: float | None = None,
+    provider: Provider | None = None,
 ) -> AsyncIterator[Engine]:
-    """Seed the store with the sandbox fixtures and run a worker until the block ends. With
-    `sender_refresh_seconds`, the worker serves the store's numbers, re-read that often (as in
+    """Seed the store with the sandbox fixtures and run a worker until the block ends; the
+    worker sends through `provider` (the Cloud API client, say) or the in-process sandbox.
+    With `sender_refresh_seconds`, it serves the store's numbers, re-read that often (as in
     production); without, exactly the sandbox sender."""
     settings = Settings(
         CAMPAIGNS_DATABASE_URL=db_url,
@@ -158,7 +161,7 @@ async def running_engine(
     catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
     emulator = emulator or SandboxEmulator()
     emulator.set_sender_rate(sender.phone_number_id, sender_rate)
-    providers = AccountProviders(settings, db, shared=SandboxProvider(emulator))
+    providers = AccountProviders(settings, db, shared=provider or SandboxProvider(emulator))
     fixed = None if sender_refresh_seconds is not None else [sender]
     workers = build_workers(client, settings, db, providers, senders=fixed)
     task = asyncio.create_task(workers.run())

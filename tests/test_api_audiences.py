@@ -121,6 +121,7 @@ async def test_get_audience_gives_invalid_rows_and_a_sample(api: httpx.AsyncClie
         "phone_e164": "+12025550110",
         "variables": {"name": "Ana"},
         "suppressed": False,
+        "row_number": 2,
     }
 
 

@@ -28,8 +28,9 @@ from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import seed_sandbox
 from whatsapp_campaigns.whatsapp.cloud import CloudApiProvider
-from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.provider import TemplateSend
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 
 
 def store_env(db: Database) -> dict[str, str]:
@@ -72,7 +73,7 @@ def test_templates_sync_then_list(db: Database) -> None:
     synced = ok_json(invoke(["templates", "sync", "--json"], store_env(db)))
     listed = ok_json(invoke(["templates", "list", "--json"], store_env(db)))
 
-    assert synced["synced"] == 4
+    assert synced["synced"] == len(SANDBOX_TEMPLATES)
     assert sorted(synced["templates"], key=lambda t: t["name"]) == sorted(
         listed, key=lambda t: t["name"]
     )
@@ -82,6 +83,8 @@ def test_templates_sync_then_list(db: Database) -> None:
         "spring_sale": "APPROVED",
         "promo_pending": "PENDING",
         "promo_paused": "PAUSED",
+        "promo_media": "APPROVED",
+        "appointment_reminder": "APPROVED",
     }
     order_update = next(t for t in listed if t["name"] == "order_update")
     assert order_update["variables"] == ["name", "order_id"]
@@ -93,6 +96,7 @@ def test_templates_list_shows_a_table(db: Database) -> None:
     result = invoke(["templates", "list"], store_env(db))
     assert result.exit_code == 0
     assert "promo_pending" in result.stdout and "PENDING" in result.stdout
+    assert "image" in result.stdout  # promo_media's image header
 
 
 def test_templates_sync_for_an_unknown_account_is_one_line(db: Database) -> None:
@@ -151,7 +155,7 @@ async def _send_one(sandbox_url: str) -> None:
                 to="+12025551234",
                 template="spring_sale",
                 language="en",
-                components=body_components(spring_sale, {"name": "Ana"}),
+                components=template_components(spring_sale, {"name": "Ana"}),
                 biz_opaque_callback_data="cli-test-1",
             )
         )
@@ -213,7 +217,7 @@ def test_the_demo_audience_has_every_magic_number_once_among_valid_numbers(
     assert positions[-1] - positions[0] > 200  # spread out, not bunched together
 
     lines = write_demo_audience(tmp_path / "a.csv", 300).read_text().splitlines()
-    assert lines[0] == "phone,name,order_id"
+    assert lines[0] == "phone,name,order_id,button_0"  # button_0: promo_media's URL suffix
     assert len(lines) == 1 + 300 + 2  # plus one invalid row and one duplicate
 
 

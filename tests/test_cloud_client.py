@@ -18,7 +18,7 @@ from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.whatsapp.cloud import CloudApiProvider
-from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.factory import make_provider
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
@@ -35,7 +35,7 @@ from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, is_valid_si
 VERSION = "v21.0"
 TOKEN = "test-token"
 SECRET = "receiver-secret"
-COMPONENTS = body_components(SANDBOX_TEMPLATES[0], {"name": "Ana", "order_id": "A-1"})
+COMPONENTS = template_components(SANDBOX_TEMPLATES[0], {"name": "Ana", "order_id": "A-1"})
 
 
 def message(to: str = "+12025550199", callback: str = "m-1") -> TemplateSend:

@@ -8,11 +8,14 @@ and test-sends it, schedules it a few seconds ahead, watches it send, pauses and
 and reads the final message breakdown, the errors and the timeline (with a refused signal).
 With CAMPAIGNS_SCREENSHOTS=1 (`make screenshots`) the run saves the screenshots that the README
 shows (docs/screenshots/); otherwise it writes nothing into the checkout.
+A second test previews a `promo_media` campaign (SPEC §10): image header, body, footer, buttons.
 """
 
 import asyncio
 import io
 import os
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -281,3 +284,80 @@ async def test_create_schedule_watch_pause_resume_and_read_the_results(
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.click("#action-delete")
     await expect(page.locator("#flash")).to_have_text("Draft deleted.")
+
+
+# ----------------------------------------------------------------- template preview (§10)
+
+PROMO_IMAGE = "https://cdn.example.com/media/spring-collection.png"
+
+
+def banner_png(width: int = 480, height: int = 240) -> bytes:
+    """A small gradient PNG, served for the image header (the browser has no internet)."""
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in (40 + x * 200 // width, 160, 90 + y // 3))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def sign_in(page: Page, base_url: str) -> None:
+    await page.goto(f"{base_url}/dashboard/login")
+    await page.fill("#api-key", API_KEY)
+    await page.fill("#user", "Ana (marketing)")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("h1")).to_have_text("Campaigns")
+
+
+async def test_the_editor_previews_promo_media_as_the_recipient_sees_it(
+    stack: Stack, page: Page
+) -> None:
+    csv_text = (
+        "phone,name,button_0\n"
+        f"{ORDINARY[0]},Ana,ana-42\n"
+        f"{ORDINARY[1]},Bo,bo 7\n"  # a URL suffix with a space: shown as a problem
+    )
+    audience = await stack.client.import_audience("Spring list", io.BytesIO(csv_text.encode()))
+    draft = CampaignDraft(
+        name="Spring collection",
+        template_name="promo_media",
+        sender_phone_number_id=SANDBOX_SENDER.phone_number_id,
+        audience_id=audience.id,
+        variables={"header_media": PROMO_IMAGE},
+    )
+    campaign = await stack.client.create_draft(draft, account_id=SANDBOX_ACCOUNT_ID)
+    image = banner_png()
+    await page.route(PROMO_IMAGE, lambda route: route.fulfill(body=image, content_type="image/png"))
+    await sign_in(page, stack.base_url)
+
+    await page.goto(f"{stack.base_url}/dashboard/campaigns/{campaign.id}/edit")
+
+    thumbnail = page.locator("#preview-image")
+    await expect(thumbnail).to_have_attribute("src", PROMO_IMAGE)
+    assert await thumbnail.evaluate("img => img.complete && img.naturalWidth") == 480
+    await expect(page.locator("#preview-text")).to_have_text(
+        "Hi Ana, our spring collection is here. Your picks are waiting."
+    )
+    await expect(page.locator("#preview-footer")).to_have_text("Reply STOP to opt out")
+    buttons = page.locator("#preview-buttons .bubble-button")
+    await expect(buttons).to_have_count(2)
+    await expect(buttons.nth(0)).to_contain_text("See your picks")
+    await expect(buttons.nth(0)).to_have_attribute("title", "https://shop.example.com/picks/ana-42")
+    await expect(buttons.nth(1)).to_contain_text("Not interested")
+    await expect(page.locator("#variables")).to_have_value(f"header_media={PROMO_IMAGE}")
+    await expect(page.locator("#preview-problems")).to_have_count(0)
+    await screenshot(page, "template-preview.png")
+
+    await page.goto(f"{stack.base_url}/dashboard/campaigns/{campaign.id}/edit?sample=1#preview")
+    await expect(page.locator("#preview-problems")).to_contain_text("button_0")
+    await expect(page.locator("#preview-problems")).to_contain_text("'bo 7' is not URL-safe")

@@ -354,7 +354,7 @@ async def test_the_editor_creates_a_draft_from_a_csv_and_previews_it(
     assert new.status_code == 200
     assert "order_update (en) · APPROVED" in new.text
     assert "promo_pending (en) · PENDING" in new.text
-    assert "&#123;&#123;order_id&#125;&#125;" in new.text  # the template's variables
+    assert '<code title="body">order_id</code>' in new.text  # the template's variables
     answer = await dashboard.post(
         "/dashboard/campaigns/new",
         data={

@@ -77,6 +77,9 @@ def test_demo_no_wait_ends_with_a_final_status_and_sensible_counts(tmp_path: Pat
         "suppressed": 0,
     }
     assert {e["code"] for e in summary["errors"]} >= {131026, 131050, 2}
+    # Then a campaign of promo_media (image header, URL suffix from the CSV) went out too.
+    promo = summary["promo_media"]
+    assert promo["status"] == "completed" and promo["counts"]["read"] > 250
     campaign_id = summary["campaign_id"]
     ui = f"http://127.0.0.1:{ports['--ui-port']}"
     assert summary["temporal_ui"] == f"{ui}/namespaces/default/workflows/campaign-{campaign_id}"
@@ -129,6 +132,8 @@ def test_dev_stack_serves_everything_stops_on_ctrl_c_and_keeps_campaigns(tmp_pat
             "spring_sale",
             "promo_pending",
             "promo_paused",
+            "promo_media",
+            "appointment_reminder",
         }
         assert httpx.get(f"http://127.0.0.1:{ports['--ui-port']}/").status_code == 200
         attributes = subprocess.run(

@@ -10,7 +10,7 @@ import pytest
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, TemplateStatus
-from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
@@ -25,7 +25,7 @@ from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, is_valid_si
 
 ORDINARY = "+12025550199"
 ORDER_UPDATE = next(t for t in SANDBOX_TEMPLATES if t.name == "order_update")
-COMPONENTS = body_components(ORDER_UPDATE, {"name": "Ana", "order_id": "A-1"})
+COMPONENTS = template_components(ORDER_UPDATE, {"name": "Ana", "order_id": "A-1"})
 
 
 class FakeClock:
@@ -224,14 +224,14 @@ async def test_an_unknown_template_is_132001(provider: SandboxProvider) -> None:
 
 
 async def test_a_pending_template_is_132001_not_approved(provider: SandboxProvider) -> None:
-    components = body_components(SANDBOX_TEMPLATES[2], {"name": "Ana"})
+    components = template_components(SANDBOX_TEMPLATES[2], {"name": "Ana"})
     error = await refusal(provider, message(template="promo_pending", components=components))
     assert (error.code, error.error_class) == (132001, ErrorClass.TEMPLATE)
     assert "not approved" in (error.details or "")
 
 
 async def test_a_paused_template_is_132015(provider: SandboxProvider) -> None:
-    components = body_components(SANDBOX_TEMPLATES[3], {"name": "Ana"})
+    components = template_components(SANDBOX_TEMPLATES[3], {"name": "Ana"})
     error = await refusal(provider, message(template="promo_paused", components=components))
     assert (error.code, error.error_class) == (132015, ErrorClass.TEMPLATE)
 
@@ -462,7 +462,14 @@ async def test_list_templates_gives_the_fixtures_with_their_states(
     provider: SandboxProvider,
 ) -> None:
     templates = {t.name: t for t in await provider.list_templates(SANDBOX_BUSINESS_ACCOUNT_ID)}
-    assert templates.keys() == {"order_update", "spring_sale", "promo_pending", "promo_paused"}
+    assert templates.keys() == {
+        "order_update",
+        "spring_sale",
+        "promo_pending",
+        "promo_paused",
+        "promo_media",
+        "appointment_reminder",
+    }
     assert templates["order_update"].variables == ["name", "order_id"]
     assert templates["promo_pending"].status is TemplateStatus.PENDING
     assert templates["promo_paused"].status is TemplateStatus.PAUSED

@@ -3,7 +3,9 @@
 It imports a generated audience (the SPEC §7 magic numbers spread among ordinary fictional
 numbers, plus one invalid row and one duplicate, to show the import report), launches a
 campaign of the `order_update` template from the sandbox sender, shows the live progress bar
-until the campaign ends, waits a moment for the last status webhooks, and summarizes.
+until the campaign ends, then does the same with `promo_media` (SPEC §10: an image header from
+a fixed `header_media` value, a per-recipient URL suffix from the CSV's `button_0` column, a
+quick-reply button), waits a moment for the last status webhooks, and summarizes.
 
 One thing differs from production defaults: +12025550103 hits WhatsApp's messaging limit
 once, which makes a campaign wait 12 hours before it sends on that number again; the demo's
@@ -31,6 +33,8 @@ DEFAULT_RECIPIENTS = 3000
 MIN_RECIPIENTS = 10
 MAX_RECIPIENTS = 50_000
 DEMO_TEMPLATE = "order_update"
+PROMO_TEMPLATE = "promo_media"
+PROMO_IMAGE = "https://sandbox.example.com/media/spring-collection.jpg"
 DEFAULT_MESSAGING_LIMIT_BACKOFF = 10.0
 # Time for the status webhooks of the last messages (sent -> delivered -> read, a STOP reply)
 # to arrive once the campaign has ended, before the summary is taken.
@@ -71,16 +75,19 @@ def demo_phone_numbers(recipients: int) -> list[str]:
 
 
 def write_demo_audience(path: Path, recipients: int) -> Path:
-    """The demo's CSV: phone, name, order_id; plus one invalid row and one duplicate."""
+    """The demo's CSV: phone, name, order_id, button_0 (promo_media's URL suffix); plus one
+    invalid row and one duplicate."""
     numbers = demo_phone_numbers(recipients)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["phone", "name", "order_id"])
+        writer.writerow(["phone", "name", "order_id", "button_0"])
         for index, phone in enumerate(numbers):
-            writer.writerow([phone, f"Customer {index + 1}", f"A-{10_000 + index}"])
-        writer.writerow(["not a number", "Nobody", "A-0"])
-        writer.writerow([numbers[0], "Customer 1 again", "A-10000"])
+            writer.writerow(
+                [phone, f"Customer {index + 1}", f"A-{10_000 + index}", f"c{index + 1}"]
+            )
+        writer.writerow(["not a number", "Nobody", "A-0", "c0"])
+        writer.writerow([numbers[0], "Customer 1 again", "A-10000", "c1"])
     return path
 
 
@@ -90,6 +97,7 @@ class DemoResult:
     audience: AudienceImportResult
     progress: Progress  # after the last webhooks settled
     urls: StackUrls
+    promo: Progress | None = None  # the promo_media campaign's, after the webhooks settled
 
     def as_json(self) -> dict[str, Any]:
         audience = self.audience.audience
@@ -110,6 +118,15 @@ class DemoResult:
             "temporal_ui": self.urls.workflow(self.campaign_id),
             "api_docs": self.urls.docs,
             "dashboard": self.urls.campaign_page(self.campaign_id),
+            "promo_media": (
+                {
+                    "campaign_id": self.promo.campaign_id,
+                    "status": self.promo.status.value,
+                    "counts": {s.value: n for s, n in self.promo.counts.items() if n},
+                }
+                if self.promo is not None
+                else None
+            ),
         }
 
 
@@ -154,9 +171,27 @@ async def run_demo(
     if (workflow_url := stack.urls.workflow(campaign.id)) is not None:
         console.print(f"follow it in the Temporal UI: {workflow_url}")
     await watch_campaign(client, campaign.id, interval=interval, console=console)
+    promo = await client.create_draft(
+        draft.model_copy(
+            update={
+                "name": f"Demo promo {started:%Y-%m-%d %H:%M:%S}",
+                "template_name": PROMO_TEMPLATE,
+                "variables": {"header_media": PROMO_IMAGE},
+            }
+        ),
+        by="demo",
+    )
+    await client.launch(promo.id, by="demo")
+    console.print(
+        f"campaign [bold]{promo.id}[/bold] launched: {PROMO_TEMPLATE!r} (image header, "
+        "a URL button with each recipient's suffix, a quick reply); "
+        f"preview it: campaigns preview {promo.id}"
+    )
+    await watch_campaign(client, promo.id, interval=interval, console=console)
     await stack.drain_webhooks(WEBHOOK_SETTLE_SECONDS)
     progress = await client.progress(campaign.id)
-    return DemoResult(campaign.id, imported, progress, stack.urls)
+    promo_progress = await client.progress(promo.id)
+    return DemoResult(campaign.id, imported, progress, stack.urls, promo_progress)
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -185,6 +220,13 @@ def print_summary(result: DemoResult, console: Console) -> None:
         )
     if (page := urls.campaign_page(result.campaign_id)) is not None:
         console.print(f"  dashboard: {page}")
+    if result.promo is not None:
+        promo = result.promo
+        console.print(
+            f"  {PROMO_TEMPLATE} campaign {promo.campaign_id}: {promo.status.value}, "
+            f"{promo.counts.get(MessageStatus.READ, 0):,} read; "
+            f"campaigns preview {promo.campaign_id}"
+        )
     console.print(f"  REST API: {urls.docs}")
     console.print(
         f"  report: campaigns report {result.campaign_id} --out report.csv"

@@ -28,7 +28,7 @@ from whatsapp_campaigns.domain.models import Template, template_stopped_reason
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import AttemptStart, SendJob
-from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
@@ -148,7 +148,7 @@ class SendActivities:
                 ErrorClass.TEMPLATE, f"template {job.template_name} ({job.language}) not found"
             )
         try:
-            return body_components(template, job.variables)
+            return template_components(template, job.variables)
         except ValueError as error:
             raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
 

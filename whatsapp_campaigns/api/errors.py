@@ -38,6 +38,12 @@ async def _not_found(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _refused(request: Request, error: Exception) -> JSONResponse:
+    invalid_values = getattr(error, "invalid_values", None)
+    if invalid_values is not None:  # recipients' template values: bad input, by rule and row
+        log.info("422 %s %s: %s", request.method, request.url.path, error)
+        return JSONResponse(
+            {"detail": str(error), "invalid_values": invalid_values}, status_code=422
+        )
     # The client reports bad input as a refusal too (the store's InvalidInput for an unknown
     # sender or timezone, an invalid test-send number, missing template variables: all
     # ValueErrors); to an API caller that is a 422, not a conflict with the campaign's state.

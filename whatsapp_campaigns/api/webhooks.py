@@ -38,6 +38,7 @@ from whatsapp_campaigns.store import connections, status_updates
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.status_updates import AppliedCounts, InboundReply, StatusUpdate
 from whatsapp_campaigns.whatsapp.connections import secret_box
+from whatsapp_campaigns.whatsapp.inbound import quick_reply_payload
 from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, is_valid_signature
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def _inbound_reply(item: dict[str, Any], received_at: datetime) -> InboundReply 
         text=_reply_text(item),
         at=_timestamp(item.get("timestamp"), received_at),
         context_provider_message_id=context_id if isinstance(context_id, str) else None,
+        payload=quick_reply_payload(item),
     )
 
 

@@ -17,6 +17,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from whatsapp_campaigns.settings import Settings, get_settings
 from whatsapp_campaigns.starter import (
@@ -36,7 +37,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The campaign store (database).", no_args_is_help=True)
-templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="WhatsApp message templates (SPEC §10: media headers, buttons, named or positional).",
+    no_args_is_help=True,
+)
 audience_app = typer.Typer(help="Audiences (recipient lists).", no_args_is_help=True)
 credits_app = typer.Typer(help="The account's credit balance.", no_args_is_help=True)
 accounts_app = typer.Typer(
@@ -99,8 +103,11 @@ def guard(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except (CampaignNotFound, NotFound) as error:
         fail(str(error).strip("'\""))
+    except CampaignRefused as error:
+        if error.invalid_values is not None:
+            print_invalid_values(error.invalid_values)
+        fail(str(error))
     except (
-        CampaignRefused,
         CampaignUnavailable,
         InvalidInput,
         InsufficientCredits,
@@ -126,6 +133,34 @@ def print_json(value: Any) -> None:
     elif isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def print_invalid_values(report: dict[str, Any]) -> None:
+    """Recipients whose template values break SPEC §10's rules: counts per rule, first rows."""
+    errors.print(
+        f"[red]{report['invalid']:,}[/red] of {report['checked']:,} recipients have invalid "
+        "template values:",
+        highlight=False,
+    )
+    rules = Table(show_edge=False)
+    rules.add_column("rule")
+    rules.add_column("recipients", justify="right")
+    for rule, count in report["by_rule"].items():
+        rules.add_row(rule, f"{count:,}")
+    errors.print(rules)
+    rows = Table(title="first rows", show_edge=False)
+    for column in ("row", "phone", "variable", "rule", "problem"):
+        rows.add_column(column)
+    for item in report["first_rows"]:
+        for problem in item["problems"]:
+            rows.add_row(
+                str(item["row"] or "?"),
+                item["phone"],
+                problem["variable"],
+                problem["rule"],
+                problem["detail"],
+            )
+    errors.print(rows)
 
 
 def parse_time(value: str, option: str) -> datetime:

@@ -18,13 +18,16 @@ from whatsapp_campaigns.cli.app import (
     fail,
     open_store,
     parse_time,
+    print_invalid_values,
     print_json,
     run,
 )
-from whatsapp_campaigns.domain.models import CampaignDraft, Progress
+from whatsapp_campaigns.domain.models import Campaign, CampaignDraft, Progress
+from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.progress_view import terminal_time
 from whatsapp_campaigns.starter import CampaignsClient
+from whatsapp_campaigns.store.preflight import PreflightReport
 
 
 @app.command()
@@ -35,11 +38,29 @@ def create(
     sender: Annotated[str, typer.Option(help="Sender phone number id.")],
     language: Annotated[str, typer.Option(help="Template language code.")] = "en",
     timezone: Annotated[str, typer.Option(help="Timezone the schedule is shown in.")] = "UTC",
+    var: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--var",
+            metavar="KEY=VALUE",
+            help="A fixed template value (repeatable), used where the audience has no value: "
+            "body/header variables by name (or 1, 2... if positional), header_media (link), "
+            "button_N (URL suffix, quick-reply payload, coupon code).",
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Send to the recipients whose template values pass the checks; mark the "
+            "others failed with the reason (default: refuse to schedule).",
+        ),
+    ] = False,
     account: AccountOption = None,
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a draft campaign."""
+    """Create a draft campaign, and report recipients whose template values would be refused."""
     draft = CampaignDraft(
         name=name,
         template_name=template,
@@ -47,12 +68,39 @@ def create(
         sender_phone_number_id=sender,
         audience_id=audience,
         timezone=timezone,
+        variables=_parse_vars(var or []),
+        policy=CampaignPolicy(skip_invalid=skip_invalid),
     )
-    campaign = run(lambda c: c.create_draft(draft, account_id=account, by=by))
+
+    async def create_and_check(client: CampaignsClient) -> tuple[Campaign, PreflightReport]:
+        campaign = await client.create_draft(draft, account_id=account, by=by)
+        return campaign, await client.preflight(campaign.id)
+
+    campaign, report = run(create_and_check)
+    values = report.values
     if as_json:
-        print_json(campaign)
-    else:
-        console.print(f"created draft [bold]{campaign.id}[/bold] ({campaign.name})")
+        print_json(
+            {
+                **campaign.model_dump(mode="json"),
+                "invalid_values": values.as_json() if values and not values.ok else None,
+            }
+        )
+        return
+    console.print(f"created draft [bold]{campaign.id}[/bold] ({campaign.name})")
+    if values is not None and not values.ok:
+        print_invalid_values(values.as_json())
+        then = "they will be marked failed" if skip_invalid else "scheduling is refused"
+        errors.print(f"[yellow]warning:[/yellow] fix the audience or --var values; {then}.")
+
+
+def _parse_vars(items: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--var {item!r}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values
 
 
 @app.command()

@@ -21,6 +21,7 @@ from whatsapp_campaigns.cli.app import (
     templates_app,
 )
 from whatsapp_campaigns.domain.models import Template
+from whatsapp_campaigns.domain.templates import ParameterFormat, template_parts
 from whatsapp_campaigns.settings import get_settings
 from whatsapp_campaigns.store.accounts import get_account
 
@@ -90,7 +91,8 @@ def templates_sync(account: AccountOption = None, as_json: JsonOption = False) -
 
 @templates_app.command("list")
 def templates_list(account: AccountOption = None, as_json: JsonOption = False) -> None:
-    """List the templates as last synced, with their approval status."""
+    """List the templates as last synced: approval status, parts (header, body, footer,
+    buttons), variables, and the kinds campaigns cannot send yet."""
     from whatsapp_campaigns.store import catalog
 
     with open_store() as db:
@@ -105,15 +107,26 @@ def templates_list(account: AccountOption = None, as_json: JsonOption = False) -
 
 def _print_templates(templates: list[Template]) -> None:
     table = Table(title=f"{len(templates)} templates")
-    for column in ("name", "language", "category", "status", "variables"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("lang")
+    table.add_column("category")
+    table.add_column("status", no_wrap=True)
+    table.add_column("parts")
+    table.add_column("variables")
     for template in templates:
+        parts = template_parts(template.components)
+        if template.unsupported:
+            parts += f" [red](not sendable: {', '.join(template.unsupported)})[/red]"
+        variables = ", ".join(template.variables)
+        if template.format is ParameterFormat.POSITIONAL and variables:
+            variables += " (positional)"
         table.add_row(
             template.name,
             template.language,
-            template.category.value,
+            template.category.value.lower(),
             template.status.value,
-            ", ".join(template.variables),
+            parts,
+            variables,
         )
     console.print(table)
 

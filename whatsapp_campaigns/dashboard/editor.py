@@ -34,6 +34,7 @@ from whatsapp_campaigns.domain.models import (
     Recipient,
     Template,
 )
+from whatsapp_campaigns.domain.templates import Problem, check_values, merge_values
 from whatsapp_campaigns.domain.transitions import CampaignAction, allowed_actions
 from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
 from whatsapp_campaigns.store import audiences, catalog
@@ -41,7 +42,7 @@ from whatsapp_campaigns.store.audiences import AudienceImportError
 from whatsapp_campaigns.store.errors import (
     InvalidInput,
 )
-from whatsapp_campaigns.whatsapp.components import render_preview
+from whatsapp_campaigns.whatsapp.components import preview_message
 
 INVALID_ROWS_SHOWN = 50
 SAMPLE_SIZE = 5
@@ -59,6 +60,7 @@ class DraftForm:
     phone_column: str = "phone"
     region: str = ""
     audience_name: str = ""
+    variables: str = ""  # fixed template values, one KEY=VALUE a line
 
     @classmethod
     def of(cls, campaign: Campaign) -> "DraftForm":
@@ -68,7 +70,20 @@ class DraftForm:
             sender=campaign.sender_phone_number_id,
             audience_id=campaign.audience_id or "",
             timezone=campaign.timezone,
+            variables="\n".join(f"{k}={v}" for k, v in campaign.variables.items()),
         )
+
+    def fixed_values(self) -> dict[str, str]:
+        """The KEY=VALUE lines (blank lines skipped); InvalidInput names a line without "="."""
+        values: dict[str, str] = {}
+        for number, line in enumerate(self.variables.splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise InvalidInput(f"fixed values, line {number}: expected KEY=VALUE")
+            values[key.strip()] = value.strip()
+        return values
 
     def template_key(self) -> tuple[str, str]:
         name, _, language = self.template.rpartition(":")
@@ -140,10 +155,12 @@ async def _audience_context(
     )
     index = min(max(0, int_param(request.query_params.get("sample"), 0)), max(0, len(sample) - 1))
     recipient = sample[index] if sample else None
-    preview = missing = None
+    preview = None
+    problems: list[Problem] = []
     if template is not None and recipient is not None:
-        preview = render_preview(template, recipient.variables)
-        missing = [v for v in template.variables if not recipient.variables.get(v)]
+        values = merge_values(recipient.variables, campaign.variables)
+        preview = preview_message(template, values)
+        problems = check_values(template.needs(), values)
     return {
         "audience": audience,
         "invalid_rows": invalid_rows[:INVALID_ROWS_SHOWN],
@@ -151,7 +168,7 @@ async def _audience_context(
         "sample_index": index,
         "recipient": recipient,
         "preview": preview,
-        "missing_variables": missing,
+        "problems": problems,
     }
 
 
@@ -164,10 +181,19 @@ def draft_form(
     phone_column: Annotated[str, Form()] = "phone",
     region: Annotated[str, Form()] = "",
     audience_name: Annotated[str, Form()] = "",
+    variables: Annotated[str, Form()] = "",
 ) -> DraftForm:
     """The draft editor's fields, posted by both "new" and "edit"."""
     return DraftForm(
-        name, template, sender, audience_id, timezone, phone_column, region, audience_name
+        name,
+        template,
+        sender,
+        audience_id,
+        timezone,
+        phone_column,
+        region,
+        audience_name,
+        variables[:10_000],
     )
 
 
@@ -262,6 +288,7 @@ async def _save_draft(
             sender_phone_number_id=form.sender,
             audience_id=form.audience_id or None,
             timezone=form.timezone.strip() or "UTC",
+            variables=form.fixed_values(),
             **({"policy": policy} if policy is not None else {}),
         )
         client = await campaigns_client(request)

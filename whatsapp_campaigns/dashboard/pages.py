@@ -36,6 +36,7 @@ from whatsapp_campaigns.domain.models import (
     Sender,
 )
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.domain.templates import template_parts
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store import audiences, campaigns, catalog
 from whatsapp_campaigns.store.audiences import AudienceImportError
@@ -51,7 +52,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # Scripts and styles only from /dashboard/static: an injected <script> could not run anyway.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -88,6 +89,8 @@ def build_templates() -> Jinja2Templates:
         ACTION_LABELS=views.ACTION_LABELS,
         SORTS=views.SORTS,
         PAGE_SIZES=views.PAGE_SIZES,
+        BUTTON_ICONS=views.BUTTON_ICONS,
+        template_parts=template_parts,
     )
     return Jinja2Templates(env=env)
 

@@ -186,3 +186,7 @@ def cancel_note(campaign: Campaign, now: datetime) -> CancelNote | None:
 
 def temporal_workflow_url(base_url: str, namespace: str, campaign_id: str) -> str:
     return f"{base_url.rstrip('/')}/namespaces/{namespace}/workflows/campaign-{campaign_id}"
+
+
+# The preview bubble's button icons (SPEC §10), as WhatsApp draws them.
+BUTTON_ICONS = {"URL": "↗", "PHONE_NUMBER": "✆", "COPY_CODE": "⧉", "QUICK_REPLY": "↩"}

@@ -8,6 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.domain.templates import (
+    ParameterFormat,
+    TemplateVariable,
+    VariableKind,
+    parameter_format,
+    template_variables,
+    unsupported_kinds,
+)
 
 
 class TemplateStatus(StrEnum):
@@ -46,9 +54,31 @@ class Template(BaseModel):
     language: str = "en"
     category: TemplateCategory = TemplateCategory.MARKETING
     status: TemplateStatus = TemplateStatus.APPROVED
-    # Named body variables, in the order the body uses them ({{name}}, {{order_id}}).
+    # Every variable a message takes (SPEC §10 names: body and header-text placeholders,
+    # header_media, button_N), in send order.
     variables: list[str] = Field(default_factory=list)
     components: list[dict[str, Any]] = Field(default_factory=list)
+    # Meta's NAMED or POSITIONAL; None when not synced with it (told by the placeholders).
+    parameter_format: ParameterFormat | None = None
+
+    @property
+    def format(self) -> ParameterFormat:
+        return parameter_format(self.parameter_format, self.components)
+
+    def needs(self, *, unique: bool = True) -> list[TemplateVariable]:
+        """What one recipient's message takes; a template stored without its components
+        takes its listed variables as body text."""
+        if self.components:
+            return template_variables(self.components, self.format, unique=unique)
+        return [
+            TemplateVariable(v, VariableKind.BODY, parameter_name=None if v.isdigit() else v)
+            for v in self.variables
+        ]
+
+    @property
+    def unsupported(self) -> list[str]:
+        """The kinds in this template we do not send yet (empty when sendable)."""
+        return unsupported_kinds(self.components)
 
 
 class Sender(BaseModel):
@@ -74,6 +104,7 @@ class Recipient(BaseModel):
     phone_e164: str
     variables: dict[str, str] = Field(default_factory=dict)
     suppressed: bool = False
+    row_number: int | None = None  # its CSV row (the header is row 1)
 
 
 class InvalidRow(BaseModel):
@@ -147,6 +178,8 @@ class Campaign(BaseModel):
     charged_credits: int = 0
     run_number: int = 1
     duplicated_from: str | None = None
+    # Fixed template values (SPEC §10), used where the audience has no value of that name.
+    variables: dict[str, str] = Field(default_factory=dict)
 
 
 class CampaignDraft(BaseModel):
@@ -159,6 +192,14 @@ class CampaignDraft(BaseModel):
     audience_id: str | None = None
     timezone: str = "UTC"
     policy: CampaignPolicy = Field(default_factory=CampaignPolicy)
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Fixed template values (SPEC §10), used where the audience has no value of that "
+            "name: body/header variables by name (or 1, 2... if positional), header_media "
+            "(https link), button_N (URL suffix, quick-reply payload, coupon code)."
+        ),
+    )
 
 
 class ErrorCount(BaseModel):

@@ -57,6 +57,9 @@ class CampaignPolicy(BaseModel):
     auto_pause_enabled: bool = True
     auto_pause_min_sends: int = Field(default=100, ge=1)
     auto_pause_failure_rate: float = Field(default=0.05, gt=0, le=1)
+    # SPEC §10: send to the recipients whose template values pass the checks, and mark the
+    # others `failed` with the reason, instead of refusing the whole campaign.
+    skip_invalid: bool = False
     # Rule 10: inbound replies that opt a number out.
     stop_keywords: tuple[str, ...] = DEFAULT_STOP_KEYWORDS
 

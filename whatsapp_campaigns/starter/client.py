@@ -46,6 +46,7 @@ from whatsapp_campaigns.domain.models import (
 )
 from whatsapp_campaigns.domain.phones import InvalidPhoneNumber, normalize_phone
 from whatsapp_campaigns.domain.statuses import CampaignStatus
+from whatsapp_campaigns.domain.templates import merge_values
 from whatsapp_campaigns.domain.transitions import CampaignAction, check_action
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.errors import (
@@ -58,7 +59,7 @@ from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import ActionRefused, InvalidInput, NotFound
 from whatsapp_campaigns.store.progress import progress_from_store
 from whatsapp_campaigns.temporal_client import connect
-from whatsapp_campaigns.whatsapp.components import body_components
+from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 from whatsapp_campaigns.workflows.search_attributes import (
@@ -261,7 +262,11 @@ class CampaignsClient:
             credits_per_message=self.settings.credits_per_message,
         )
         if not report.ok:
-            raise CampaignRefused("cannot schedule: " + "; ".join(report.problems))
+            values = report.values
+            raise CampaignRefused(
+                "cannot schedule: " + "; ".join(report.problems),
+                invalid_values=values.as_json() if values is not None and not values.ok else None,
+            )
         await self._store(
             campaigns.set_schedule, self.db, campaign_id, when, timezone or campaign.timezone
         )
@@ -271,12 +276,28 @@ class CampaignsClient:
             campaign_id,
             CampaignStatus.SCHEDULED,
             action=action.value,
-            reason=f"{report.recipients} recipients, ~{report.estimated_credits} credits",
+            reason=f"{report.recipients} recipients, ~{report.estimated_credits} credits"
+            + (
+                f", {report.skipped_invalid} left out for invalid template values"
+                if report.skipped_invalid
+                else ""
+            ),
             actor=actor,
             by=by,
         )
         await self._start_workflow(campaign)
         return campaign
+
+    async def preflight(self, campaign_id: str) -> preflight.PreflightReport:
+        """The scheduling checks without scheduling: every problem, and how the recipients'
+        template values fare against SPEC §10's rules."""
+        await self.get(campaign_id)
+        return await asyncio.to_thread(
+            preflight.check_campaign,
+            self.db,
+            campaign_id,
+            credits_per_message=self.settings.credits_per_message,
+        )
 
     async def launch(self, campaign_id: str, *, by: str | None = None) -> Campaign:
         """Schedule for now."""
@@ -443,7 +464,8 @@ class CampaignsClient:
         self, campaign_id: str, to: str, *, variables: dict[str, str] | None = None
     ) -> str:
         """Send the campaign's template to one number now, outside the campaign; returns
-        WhatsApp's message id. Variables default to the audience's first recipient's."""
+        WhatsApp's message id. Variables default to the audience's first recipient's, and
+        the campaign's fixed values fill what they leave out."""
         campaign = await self.get(campaign_id)
         self._check(CampaignAction.TEST_SEND, campaign)
         try:
@@ -465,7 +487,8 @@ class CampaignsClient:
             )
             variables = sample[0].variables if sample else {}
         try:
-            components = body_components(template, variables or {})
+            values = merge_values(variables or {}, campaign.variables)
+            components = template_components(template, values)
         except ValueError as error:
             raise CampaignRefused(f"cannot test-send: {error}") from error
         if self._providers is None:

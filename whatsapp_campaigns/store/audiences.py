@@ -52,7 +52,7 @@ class _Collector:
     """Row outcomes of one import, kept in memory until the single write transaction."""
 
     normalize: PhoneNormalizer
-    recipients: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    recipients: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     variable_names: dict[str, None] = field(default_factory=dict)  # ordered set
     invalid_rows: list[InvalidRow] = field(default_factory=list)
@@ -73,7 +73,7 @@ class _Collector:
             self.duplicates += 1
             return
         self.seen.add(phone)
-        self.recipients.append((phone, variables))
+        self.recipients.append((phone, variables, row_number))
 
     def reject(self, row_number: int, value: str, reason: str) -> None:
         self.invalid_reasons[reason] += 1
@@ -177,20 +177,30 @@ def get_invalid_rows(db: Database, audience_id: str) -> list[InvalidRow]:
         return [InvalidRow.model_validate(item) for item in stored]
 
 
-def sample_recipients(db: Database, audience_id: str, limit: int = 5) -> list[Recipient]:
-    """The first recipients in file order, to preview a template with real variables."""
+def sample_recipients(
+    db: Database, audience_id: str, limit: int = 5, *, row_number: int | None = None
+) -> list[Recipient]:
+    """The first recipients in file order, to preview a template with real variables; from
+    CSV row `row_number` on (the header is row 1) when given."""
+    statement = (
+        select(
+            RecipientRow.phone_e164,
+            RecipientRow.variables,
+            RecipientRow.suppressed,
+            RecipientRow.row_number,
+        )
+        .where(RecipientRow.audience_id == audience_id)
+        .order_by(RecipientRow.id)
+        .limit(limit)
+    )
+    if row_number is not None:
+        statement = statement.where(RecipientRow.row_number >= row_number)
     with db.session() as session:
         if session.get(AudienceRow, audience_id) is None:
             raise NotFound(f"audience {audience_id} not found")
-        rows = session.execute(
-            select(RecipientRow.phone_e164, RecipientRow.variables, RecipientRow.suppressed)
-            .where(RecipientRow.audience_id == audience_id)
-            .order_by(RecipientRow.id)
-            .limit(limit)
-        )
         return [
-            Recipient(phone_e164=phone, variables=variables, suppressed=suppressed)
-            for phone, variables, suppressed in rows
+            Recipient(phone_e164=phone, variables=variables, suppressed=suppressed, row_number=row)
+            for phone, variables, suppressed, row in session.execute(statement)
         ]
 
 
@@ -384,7 +394,7 @@ def _store(
 
 
 def _insert_recipients(
-    session: Session, audience_id: str, recipients: list[tuple[str, dict[str, str]]]
+    session: Session, audience_id: str, recipients: list[tuple[str, dict[str, str], int]]
 ) -> None:
     """Bulk insert in the import's transaction: COPY on PostgreSQL with psycopg (executemany is
     ~3x slower there), else the driver's executemany in chunks."""
@@ -392,33 +402,37 @@ def _insert_recipients(
     if connection.dialect.driver == "psycopg":
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(
-            "COPY recipients (audience_id, phone_e164, variables, suppressed) FROM STDIN"
+            "COPY recipients (audience_id, phone_e164, variables, suppressed, row_number) "
+            "FROM STDIN"
         ) as copy:
-            for phone, variables in recipients:
-                copy.write_row((audience_id, phone, json.dumps(variables), False))
+            for phone, variables, row_number in recipients:
+                copy.write_row((audience_id, phone, json.dumps(variables), False, row_number))
         return
     # The driver's own executemany: SQLAlchemy's per-row parameter processing doubles the time.
-    statement = "INSERT INTO recipients (audience_id, phone_e164, variables, suppressed) VALUES "
+    statement = (
+        "INSERT INTO recipients (audience_id, phone_e164, variables, suppressed, row_number) "
+        "VALUES "
+    )
     statement += (
-        "(?, ?, ?, 0)" if connection.dialect.paramstyle == "qmark" else "(%s, %s, %s, false)"
+        "(?, ?, ?, 0, ?)" if connection.dialect.paramstyle == "qmark" else "(%s, %s, %s, false, %s)"
     )
     for start in range(0, len(recipients), _INSERT_CHUNK):
         connection.exec_driver_sql(
             statement,
             [
-                (audience_id, phone, json.dumps(variables))
-                for phone, variables in recipients[start : start + _INSERT_CHUNK]
+                (audience_id, phone, json.dumps(variables), row_number)
+                for phone, variables, row_number in recipients[start : start + _INSERT_CHUNK]
             ],
         )
 
 
 def _missing_variables(
-    recipients: list[tuple[str, dict[str, str]]], names: list[str], suppressed: set[str]
+    recipients: list[tuple[str, dict[str, str], int]], names: list[str], suppressed: set[str]
 ) -> dict[str, int]:
     """{variable: sendable recipients without a value}: what the preflight needs to refuse a
     campaign whose template would go out with a hole in it, without reading the recipients."""
     missing = dict.fromkeys(names, 0)
-    for phone, variables in recipients:
+    for phone, variables, _ in recipients:
         if phone in suppressed:
             continue
         for variable in names:

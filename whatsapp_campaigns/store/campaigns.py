@@ -13,7 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from whatsapp_campaigns.domain.models import ActorKind, Campaign, CampaignDraft, TimelineEntry
+from whatsapp_campaigns.domain.models import (
+    ActorKind,
+    Campaign,
+    CampaignDraft,
+    Template,
+    TimelineEntry,
+)
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus
 from whatsapp_campaigns.domain.transitions import (
@@ -27,6 +33,7 @@ from whatsapp_campaigns.store.errors import ActionRefused, InvalidInput, NotFoun
 from whatsapp_campaigns.store.models import (
     AudienceRow,
     CampaignRow,
+    MessageTemplate,
     SenderNumber,
     TimelineRow,
     utcnow,
@@ -304,6 +311,7 @@ def duplicate_campaign(
             send_at=None,
             timezone=source.timezone,
             policy=dict(source.policy),
+            variables=dict(source.variables or {}),
             duplicated_from=source.id,
             created_at=now,
             updated_at=now,
@@ -353,6 +361,36 @@ def _validate_draft(session: Session, account_id: str, draft: CampaignDraft) -> 
         audience = session.get(AudienceRow, draft.audience_id)
         if audience is None or audience.account_id != account_id:
             raise InvalidInput(f"unknown audience {draft.audience_id} for account {account_id}")
+    row = session.scalar(
+        select(MessageTemplate).where(
+            MessageTemplate.account_id == account_id,
+            MessageTemplate.name == draft.template_name,
+            MessageTemplate.language == draft.language,
+        )
+    )
+    if row is not None:  # one not synced yet is refused by the preflight
+        problem = template_refusal(Template.model_validate(row), draft.variables)
+        if problem:
+            raise InvalidInput(problem)
+
+
+def template_refusal(template: Template, fixed: dict[str, str]) -> str | None:
+    """Why a campaign of `template` with these fixed values cannot be created, if it cannot:
+    a kind we do not send yet, or a --var name the template does not have."""
+    if template.unsupported:
+        return (
+            f"template {template.name!r} uses {', '.join(template.unsupported)}, which "
+            "campaigns cannot send yet; choose a template with text or media header, body, "
+            "footer and quick-reply, URL, copy-code or phone-number buttons"
+        )
+    known = [v.name for v in template.needs()]
+    unknown = [name for name in fixed if name not in known]
+    if unknown:
+        return (
+            f"template {template.name!r} has no variable {', '.join(map(repr, unknown))}; "
+            f"its variables are: {', '.join(known) or 'none'}"
+        )
+    return None
 
 
 def _draft_columns(draft: CampaignDraft) -> dict[str, Any]:
@@ -364,6 +402,7 @@ def _draft_columns(draft: CampaignDraft) -> dict[str, Any]:
         "audience_id": draft.audience_id,
         "timezone": draft.timezone,
         "policy": draft.policy.model_dump(mode="json"),
+        "variables": dict(draft.variables),
     }
 
 

@@ -37,7 +37,14 @@ _SENDER_SETTINGS = (
     "rate_cap",
     "removed_at",
 )
-_TEMPLATE_CONTENT = ("category", "status", "variables", "components", "synced_at")
+_TEMPLATE_CONTENT = (
+    "category",
+    "status",
+    "variables",
+    "components",
+    "parameter_format",
+    "synced_at",
+)
 # Rows per INSERT: stays well under SQLite's limit on bound parameters.
 _UPSERT_CHUNK = 200
 

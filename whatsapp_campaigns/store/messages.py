@@ -4,7 +4,7 @@ Every function is one transaction and safe to repeat, because activities retry a
 Bulk paths are set-based: a million messages are created by one INSERT ... SELECT.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from whatsapp_campaigns.domain.statuses import (
     MessageStatus,
     statuses_that_can_become,
 )
+from whatsapp_campaigns.domain.templates import merge_values
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import (
     CampaignRow,
@@ -86,11 +87,15 @@ class MaterializeResult:
     suppressed: int
 
 
-def materialize_messages(db: Database, campaign_id: str) -> MaterializeResult:
+def materialize_messages(
+    db: Database, campaign_id: str, *, invalid: Mapping[int, str] | None = None
+) -> MaterializeResult:
     """Create one message per recipient of the campaign's audience (once).
 
     Suppressed recipients and numbers opted out since the import become `suppressed`: they are
-    reported but never sent. Calling it again returns the counts and creates nothing.
+    reported but never sent. The recipients in `invalid` (recipient id -> reason: template
+    values that break a rule, left out by policy skip_invalid) become `failed` with the reason,
+    in the same transaction. Calling it again returns the counts and creates nothing.
     """
     with db.session() as session:
         campaign = session.get(CampaignRow, campaign_id)
@@ -129,6 +134,7 @@ def materialize_messages(db: Database, campaign_id: str) -> MaterializeResult:
                         rows,
                     )
                 )
+            _fail_invalid(session, campaign_id, invalid or {}, now)
         counts = _counts(session, campaign_id)
     total = sum(counts.values())
     return MaterializeResult(
@@ -136,6 +142,35 @@ def materialize_messages(db: Database, campaign_id: str) -> MaterializeResult:
         queued=counts.get(MessageStatus.QUEUED, 0),
         suppressed=counts.get(MessageStatus.SUPPRESSED, 0),
     )
+
+
+def _fail_invalid(
+    session: Session, campaign_id: str, invalid: Mapping[int, str], now: datetime
+) -> None:
+    by_reason: dict[str, list[int]] = {}
+    for recipient_id, reason in invalid.items():
+        by_reason.setdefault(reason, []).append(recipient_id)
+    for reason, ids in by_reason.items():
+        for start in range(0, len(ids), _IN_CHUNK):
+            session.execute(
+                update(MessageRow)
+                .where(
+                    MessageRow.campaign_id == campaign_id,
+                    MessageRow.status == MessageStatus.QUEUED.value,
+                    MessageRow.recipient_id.in_(ids[start : start + _IN_CHUNK]),
+                )
+                .values(
+                    status=MessageStatus.FAILED.value,
+                    error_class=ErrorClass.TEMPLATE.value,
+                    error_title=reason,
+                    failed_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+
+_IN_CHUNK = 500  # ids per IN (...): under SQLite's bound-parameter limit
 
 
 def page_message_ids(
@@ -173,7 +208,7 @@ class SendJob:
     phone_e164: str
     template_name: str
     language: str
-    variables: dict[str, Any]
+    variables: dict[str, str]  # the recipient's values, else the campaign's fixed ones
     attempt: int  # this attempt's number, counting every real send attempt of the message
     policy: CampaignPolicy
 
@@ -255,7 +290,7 @@ def start_attempt(
             phone_e164=row.phone_e164,
             template_name=row.template_name,
             language=row.language,
-            variables=dict(row.variables or {}),
+            variables=merge_values(row.variables or {}, row.fixed_variables or {}),
             attempt=row.attempts + 1,
             policy=CampaignPolicy.model_validate(row.policy),
         )
@@ -330,6 +365,7 @@ _SEND_JOB_QUERY = (
         CampaignRow.template_name,
         CampaignRow.language,
         CampaignRow.policy,
+        CampaignRow.variables.label("fixed_variables"),
         RecipientRow.variables,
     )
     .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)

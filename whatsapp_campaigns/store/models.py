@@ -137,6 +137,7 @@ class MessageTemplate(Base):
     status: Mapped[str] = mapped_column(String(32))
     variables: Mapped[list[Any]] = mapped_column(default=list)
     components: Mapped[list[Any]] = mapped_column(default=list)
+    parameter_format: Mapped[str | None] = mapped_column(String(16))
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -167,6 +168,8 @@ class RecipientRow(Base):
     audience_id: Mapped[str] = mapped_column(ForeignKey("audiences.id", ondelete="CASCADE"))
     phone_e164: Mapped[str] = mapped_column(String(20))
     variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The CSV row it came from (header = row 1), for reports; None for older audiences.
+    row_number: Mapped[int | None] = mapped_column(Integer)
     suppressed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -188,6 +191,8 @@ class CampaignRow(Base):
     send_at: Mapped[datetime | None] = mapped_column()
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fixed template values (SPEC §10): used where the audience has no value of that name.
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reserved_credits: Mapped[int] = mapped_column(BigInteger, default=0)
     charged_credits: Mapped[int] = mapped_column(BigInteger, default=0)
     run_number: Mapped[int] = mapped_column(Integer, default=1)
@@ -224,6 +229,8 @@ class MessageRow(Base):
     responded_at: Mapped[datetime | None] = mapped_column()
     failed_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime | None] = mapped_column()
+    # A quick-reply tap's payload (SPEC §10), shown in the report.
+    reply_payload: Mapped[str | None] = mapped_column(Text)
 
 
 class TimelineRow(Base):

@@ -11,11 +11,14 @@ from sqlalchemy.orm import Session
 
 from whatsapp_campaigns.domain.engine import PreflightResult
 from whatsapp_campaigns.domain.models import TemplateStatus
+from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.store import accounts, catalog, messages
+from whatsapp_campaigns.store.campaigns import template_refusal
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import InsufficientCredits, NotFound
 from whatsapp_campaigns.store.models import AudienceRow, CampaignRow, RecipientRow
+from whatsapp_campaigns.store.recipient_checks import ValuesReport, check_audience_values
 
 
 @dataclass
@@ -23,14 +26,22 @@ class PreflightReport:
     problems: list[str] = field(default_factory=list)
     recipients: int = 0  # messages that would be sent (valid, not suppressed or opted out)
     estimated_credits: int = 0
+    # Every recipient's template values (SPEC §10); None when they could not be checked.
+    values: ValuesReport | None = None
+    skipped_invalid: int = 0  # recipients left out by policy skip_invalid
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_campaign(db: Database, campaign_id: str, *, credits_per_message: int) -> PreflightReport:
-    """Every reason the campaign could not be sent now; empty `problems` when it can."""
+def check_campaign(
+    db: Database, campaign_id: str, *, credits_per_message: int, keep_reasons: bool = False
+) -> PreflightReport:
+    """Every reason the campaign could not be sent now; empty `problems` when it can.
+
+    With policy `skip_invalid`, recipients whose template values break a rule are left out
+    (counted in `skipped_invalid`) instead of refusing the campaign."""
     report = PreflightReport()
     with db.session() as session:
         campaign = session.get(CampaignRow, campaign_id)
@@ -41,7 +52,8 @@ def check_campaign(db: Database, campaign_id: str, *, credits_per_message: int) 
         account_id, sender_id = campaign.account_id, campaign.sender_phone_number_id
         template_name, language = campaign.template_name, campaign.language
         variable_names = list(audience.variable_names) if audience else []
-        missing = dict(audience.missing_variables) if audience else {}
+        fixed = dict(campaign.variables or {})
+        skip_invalid = CampaignPolicy.model_validate(campaign.policy).skip_invalid
 
     if audience is None:
         report.problems.append("no audience: import one and attach it to the campaign")
@@ -59,16 +71,30 @@ def check_campaign(db: Database, campaign_id: str, *, credits_per_message: int) 
         report.problems.append(
             f"template {template_name!r} is {template.status.value}, not APPROVED by WhatsApp"
         )
+    elif (refusal := template_refusal(template, fixed)) is not None:
+        report.problems.append(refusal)
     elif audience is not None:
-        absent = [v for v in template.variables if v not in variable_names]
+        absent = [
+            v.name
+            for v in template.needs()
+            if v.required and v.name not in variable_names and not fixed.get(v.name)
+        ]
         if absent:
             report.problems.append(
-                f"the audience has no column for template variable(s) {', '.join(absent)}"
+                f"template variable(s) {', '.join(absent)} have no audience column and no "
+                "fixed value (--var)"
             )
-        empty = {v: int(missing[v]) for v in template.variables if int(missing.get(v, 0)) > 0}
-        if empty:
-            detail = ", ".join(f"{v} ({n} recipients)" for v, n in empty.items())
-            report.problems.append(f"some recipients have no value for {detail}")
+        values = check_audience_values(
+            db, account_id, audience.id, template, fixed, keep_reasons=keep_reasons
+        )
+        report.values = values
+        if not values.ok and skip_invalid:
+            report.skipped_invalid = values.invalid
+            report.recipients -= values.invalid
+        elif not values.ok and not absent:
+            report.problems.append(values.summary() + " (or use --skip-invalid)")
+        if report.recipients == 0 and report.skipped_invalid:
+            report.problems.append("no recipient with valid template values to send to")
 
     try:
         sender = catalog.get_sender(db, sender_id)
@@ -96,7 +122,9 @@ def prepare_for_sending(
     Idempotent: a repeated call (activity retry, restarted workflow, retry failed) reserves
     nothing twice and creates no message twice.
     """
-    report = check_campaign(db, campaign_id, credits_per_message=credits_per_message)
+    report = check_campaign(
+        db, campaign_id, credits_per_message=credits_per_message, keep_reasons=True
+    )
     counts = messages.count_by_status(db, campaign_id)
     if counts:  # messages exist already: a restarted run, or retry failed
         report.recipients = counts.get(MessageStatus.QUEUED, 0)
@@ -110,7 +138,8 @@ def prepare_for_sending(
         accounts.reserve_credits(db, campaign_id, report.estimated_credits)
     except InsufficientCredits as error:
         return PreflightResult(ok=False, reason=str(error))
-    created = messages.materialize_messages(db, campaign_id)
+    invalid = report.values.reasons if report.values is not None else {}
+    created = messages.materialize_messages(db, campaign_id, invalid=invalid)
     return PreflightResult(
         ok=True,
         total=created.total,

@@ -36,6 +36,7 @@ class ReportRow(BaseModel):
     read_at: datetime | None = None
     responded_at: datetime | None = None
     failed_at: datetime | None = None
+    reply_payload: str | None = None  # the quick-reply button the recipient tapped (SPEC §10)
 
 
 REPORT_COLUMNS = tuple(ReportRow.model_fields)

@@ -90,6 +90,8 @@ class InboundReply:
     at: datetime
     # The message it answers (WhatsApp's `context.id`), when the user replied to one.
     context_provider_message_id: str | None = None
+    # A quick-reply tap's payload (SPEC §10), kept on the message for the report.
+    payload: str | None = None
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -314,11 +316,12 @@ def apply_inbound_replies(
             else:
                 message_id, policy = answered
                 stop_keywords = _stop_keywords(policy, default_stop_keywords)
-                if _mark_responded(session, message_id, reply.at):
+                if _mark_responded(session, message_id, reply.at, reply.payload):
                     applied += 1
                     log.info("message %d responded", message_id)
                 else:
                     stale += 1
+                    _keep_payload(session, message_id, reply.payload)
             keyword = matching_stop_keyword(reply.text, stop_keywords)
             if keyword is not None:
                 newly = opt_out(session, account_id, reply.from_phone_e164, keyword)
@@ -376,8 +379,28 @@ def _masked(phone: str) -> str:
     return phone[:-4] + "****"
 
 
-def _mark_responded(session: Session, message_id: int, at: datetime) -> bool:
+def _keep_payload(session: Session, message_id: int, payload: str | None) -> None:
+    """A tap on a message that was answered already: its first payload is kept."""
+    if payload is not None:
+        session.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id, MessageRow.reply_payload.is_(None))
+            .values(reply_payload=payload)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _mark_responded(
+    session: Session, message_id: int, at: datetime, payload: str | None = None
+) -> bool:
     can_respond = statuses_that_can_become(MessageStatus.RESPONDED)
+    values: dict[str, object] = {
+        "status": MessageStatus.RESPONDED.value,
+        "responded_at": at,
+        "updated_at": utcnow(),
+    }
+    if payload is not None:
+        values["reply_payload"] = payload
     return bool(
         rowcount(
             session,
@@ -386,7 +409,7 @@ def _mark_responded(session: Session, message_id: int, at: datetime) -> bool:
                 MessageRow.id == message_id,
                 MessageRow.status.in_(sorted(s.value for s in can_respond)),
             )
-            .values(status=MessageStatus.RESPONDED.value, responded_at=at, updated_at=utcnow())
+            .values(values)
             .execution_options(synchronize_session=False),
         )
     )

@@ -9,14 +9,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from whatsapp_campaigns.domain.models import Template, TemplateCategory, TemplateStatus
+from whatsapp_campaigns.domain.templates import parameter_format
 from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.whatsapp.error_codes import classify
 from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
 
 # Meta prefixes the message with the code: "(#132001) Template name does not exist ...".
 _CODE_PREFIX = re.compile(r"^\(#\d+\)\s*")
-# {{name}} or {{1}} in a template's BODY text.
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 # Template statuses and categories Meta may list that our model folds into its own.
 _STATUS_ALIASES = {
@@ -114,30 +113,22 @@ def provider_error(http_status: int | None, payload: object) -> ProviderError:
 
 
 def template_from_json(item: dict[str, Any]) -> Template:
-    """A template as GET /{waba_id}/message_templates lists it."""
+    """A template as GET /{waba_id}/message_templates lists it: every component as Meta gives
+    it (with its examples), its `parameter_format`, and the variables a message of it takes
+    (SPEC §10 names). Kinds we do not send (carousel, flows...) are kept, to be shown."""
     components = [c for c in item.get("components") or [] if isinstance(c, dict)]
     raw_status = str(item.get("status") or "").upper()
     raw_category = str(item.get("category") or "").upper()
-    return Template(
+    template = Template(
         name=str(item["name"]),
         language=str(item.get("language") or "en"),
         category=_category(raw_category),
         status=_status(raw_status),
-        variables=body_variables(components),
         components=components,
+        parameter_format=parameter_format(item.get("parameter_format"), components),
     )
-
-
-def body_variables(components: list[dict[str, Any]]) -> list[str]:
-    """The BODY text's placeholders in order of first use: names, or "1", "2"... if positional."""
-    names: list[str] = []
-    for component in components:
-        if str(component.get("type", "")).upper() != "BODY":
-            continue
-        for name in _PLACEHOLDER.findall(str(component.get("text") or "")):
-            if name not in names:
-                names.append(name)
-    return names
+    template.variables = [v.name for v in template.needs()]
+    return template
 
 
 def next_page_cursor(payload: dict[str, Any]) -> str | None:

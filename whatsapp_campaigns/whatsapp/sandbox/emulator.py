@@ -43,6 +43,7 @@ from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_TEMPLATES,
     SANDBOX_VERIFIED_NAME,
 )
+from whatsapp_campaigns.whatsapp.sandbox.template_checks import check_components
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import (
     WebhookSink,
     inbound_text_value,
@@ -382,15 +383,7 @@ class SandboxEmulator:
             return errors.template_paused(template.name)
         if template.status is TemplateStatus.DISABLED:
             return errors.template_disabled(template.name)
-        if len(request.parameters) != len(template.variables):
-            return errors.parameter_count(len(request.parameters), len(template.variables))
-        for position, parameter in enumerate(request.parameters, start=1):
-            name = parameter.get("parameter_name")
-            if parameter.get("type") != "text" or not str(parameter.get("text") or "").strip():
-                return errors.parameter_not_valid(f"body: parameter {position} has no text")
-            if name is not None and name not in template.variables:
-                return errors.parameter_not_valid(f"body: unknown parameter_name {name!r}")
-        return None
+        return check_components(template, request.components)
 
     def _check_limits(self, sender: SandboxSender, request: "_SendRequest") -> SandboxError | None:
         """Throughput first (Meta refuses before looking further), then the recipient's fate."""
@@ -584,7 +577,7 @@ class _SendRequest:
     to: str  # digits
     template: str
     language: str
-    parameters: list[dict[str, Any]]
+    components: list[Any]
     biz_opaque_callback_data: str | None
 
 
@@ -607,10 +600,9 @@ def _parse_send(body: object) -> "_SendRequest | SandboxError":
     code = language.get("code") if isinstance(language, dict) else None
     if not isinstance(template, dict) or not template.get("name") or not code:
         return errors.missing_parameter("template.name and template.language.code are required")
-    parameters: list[dict[str, Any]] = []
-    for component in template.get("components") or []:
-        if isinstance(component, dict) and str(component.get("type", "")).lower() == "body":
-            parameters.extend(p for p in component.get("parameters") or [] if isinstance(p, dict))
+    components = template.get("components") or []
+    if not isinstance(components, list):
+        return errors.invalid_parameter("template.components must be a list")
     callback = body.get("biz_opaque_callback_data")
     if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
         return errors.invalid_parameter("biz_opaque_callback_data: a string of 512 at most")
@@ -619,7 +611,7 @@ def _parse_send(body: object) -> "_SendRequest | SandboxError":
         to=to,
         template=str(template["name"]),
         language=str(code),
-        parameters=parameters,
+        components=components,
         biz_opaque_callback_data=callback,
     )
 
@@ -677,14 +669,13 @@ def _forget_before(last_seen: dict[str, float], cutoff: float) -> None:
 
 
 def _template_json(template: Template, business_account_id: str) -> dict[str, Any]:
-    named = any(not v.isdigit() for v in template.variables)
     return {
         "name": template.name,
         "language": template.language,
         "status": template.status.value,
         "category": template.category.value,
         "id": f"{business_account_id}-{template.name}-{template.language}",
-        "parameter_format": "NAMED" if named else "POSITIONAL",
+        "parameter_format": template.format.value,
         "components": template.components,
     }
 

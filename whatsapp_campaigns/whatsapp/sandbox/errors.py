@@ -102,13 +102,19 @@ def template_disabled(name: str) -> SandboxError:
     )
 
 
-def parameter_count(given: int, expected: int) -> SandboxError:
+def parameter_count(given: int, expected: int, part: str = "body") -> SandboxError:
     return SandboxError(
         132000,
         400,
         "Number of parameters does not match the expected number of params",
-        f"body: number of localizable_params ({given}) does not match the expected number of "
+        f"{part}: number of localizable_params ({given}) does not match the expected number of "
         f"params ({expected})",
+    )
+
+
+def parameter_format(details: str) -> SandboxError:
+    return SandboxError(
+        132012, 400, "Parameter format does not match format in the created template", details
     )
 
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 from whatsapp_campaigns.domain.models import Template, TemplateCategory, TemplateStatus
+from whatsapp_campaigns.domain.templates import ParameterFormat
 
 SANDBOX_BUSINESS_ACCOUNT_ID = "sandbox"
 SANDBOX_SENDER_ID = "sandbox-sender-1"
@@ -30,12 +31,93 @@ def _body(text: str, examples: dict[str, str]) -> dict[str, Any]:
     return component
 
 
+PROMO_IMAGE_EXAMPLE = "https://sandbox.example.com/media/spring-collection.jpg"
+
+
+def _rich(
+    name: str,
+    category: TemplateCategory,
+    fmt: ParameterFormat,
+    components: list[dict[str, Any]],
+) -> Template:
+    """A template with every component Meta lists; its variables told by them."""
+    template = Template(
+        name=name,
+        language="en",
+        category=category,
+        status=TemplateStatus.APPROVED,
+        components=components,
+        parameter_format=fmt,
+    )
+    template.variables = [v.name for v in template.needs()]
+    return template
+
+
+# SPEC §10: an image header, a named body, a URL button with a dynamic suffix, a quick reply.
+PROMO_MEDIA = _rich(
+    "promo_media",
+    TemplateCategory.MARKETING,
+    ParameterFormat.NAMED,
+    [
+        {
+            "type": "HEADER",
+            "format": "IMAGE",
+            "example": {"header_handle": [PROMO_IMAGE_EXAMPLE]},
+        },
+        _body(
+            "Hi {{name}}, our spring collection is here. Your picks are waiting.", {"name": "Ana"}
+        ),
+        {"type": "FOOTER", "text": "Reply STOP to opt out"},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {
+                    "type": "URL",
+                    "text": "See your picks",
+                    "url": "https://shop.example.com/picks/{{1}}",
+                    "example": ["https://shop.example.com/picks/ana-42"],
+                },
+                {"type": "QUICK_REPLY", "text": "Not interested"},
+            ],
+        },
+    ],
+)
+
+# A positional template: a text header with its own {{1}} (header_1), a body of {{1}} {{2}}.
+APPOINTMENT_REMINDER = _rich(
+    "appointment_reminder",
+    TemplateCategory.UTILITY,
+    ParameterFormat.POSITIONAL,
+    [
+        {
+            "type": "HEADER",
+            "format": "TEXT",
+            "text": "Reminder: {{1}}",
+            "example": {"header_text": ["dentist"]},
+        },
+        {
+            "type": "BODY",
+            "text": "Hi {{1}}, your appointment is on {{2}}. Reply to change it.",
+            "example": {"body_text": [["Ana", "May 3 at 10:00"]]},
+        },
+        {"type": "FOOTER", "text": "Clinic Example"},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "PHONE_NUMBER", "text": "Call us", "phone_number": "+12025550100"},
+                {"type": "QUICK_REPLY", "text": "Confirm"},
+            ],
+        },
+    ],
+)
+
 SANDBOX_TEMPLATES: list[Template] = [
     Template(
         name="order_update",
         language="en",
         category=TemplateCategory.UTILITY,
         status=TemplateStatus.APPROVED,
+        parameter_format=ParameterFormat.NAMED,
         variables=["name", "order_id"],
         components=[
             _body(
@@ -50,6 +132,7 @@ SANDBOX_TEMPLATES: list[Template] = [
         category=TemplateCategory.MARKETING,
         status=TemplateStatus.APPROVED,
         variables=["name"],
+        parameter_format=ParameterFormat.NAMED,
         components=[
             _body("Hi {{name}}, our spring sale starts today: 20% off everything.", {"name": "Ana"})
         ],
@@ -60,6 +143,7 @@ SANDBOX_TEMPLATES: list[Template] = [
         category=TemplateCategory.MARKETING,
         status=TemplateStatus.PENDING,
         variables=["name"],
+        parameter_format=ParameterFormat.NAMED,
         components=[_body("Hi {{name}}, a new offer is waiting for you.", {"name": "Ana"})],
     ),
     Template(
@@ -68,6 +152,9 @@ SANDBOX_TEMPLATES: list[Template] = [
         category=TemplateCategory.MARKETING,
         status=TemplateStatus.PAUSED,
         variables=["name"],
+        parameter_format=ParameterFormat.NAMED,
         components=[_body("Hi {{name}}, last chance for this week's offer.", {"name": "Ana"})],
     ),
+    PROMO_MEDIA,
+    APPOINTMENT_REMINDER,
 ]
