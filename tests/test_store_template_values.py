@@ -215,9 +215,7 @@ def test_a_quick_reply_tap_makes_the_message_responded_and_keeps_its_payload(
         payload="no-thanks",
     )
 
-    applied = apply_inbound_replies(
-        store, [tap], account_id=SANDBOX_ACCOUNT_ID, stop_keywords=["STOP"]
-    )
+    applied = apply_inbound_replies(store, [tap], account_id=SANDBOX_ACCOUNT_ID)
 
     (after,) = reports.iter_report_rows(store, campaign_id)
     assert applied.applied == 1

@@ -54,6 +54,7 @@ class SendWorkers:
         self._refresh = refresh
         self._running: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
+        self._changing = asyncio.Lock()  # one sync (or the shutdown) at a time
 
     @property
     def rates(self) -> dict[str, int]:
@@ -76,17 +77,21 @@ class SendWorkers:
     async def sync(self) -> None:
         """Start, stop or re-rate workers so that they match the store's numbers."""
         wanted = {s.phone_number_id: s.rate_per_second for s in await self._senders()}
-        for number in [n for n in self._running if wanted.get(n) != self._running[n].rate]:
-            await self._stop(number, "removed" if number not in wanted else "rate changed")
-        for number, rate in wanted.items():
-            if number not in self._running:
-                self._start(number, rate)
+        async with self._changing:
+            if self._stopping.is_set():  # shut down while the store was read
+                return
+            for number in [n for n in self._running if wanted.get(n) != self._running[n].rate]:
+                await self._stop(number, "removed" if number not in wanted else "rate changed")
+            for number, rate in wanted.items():
+                if number not in self._running:
+                    self._start(number, rate)
 
     async def shutdown(self) -> None:
         """Graceful: stop polling, let running sends finish."""
         self._stopping.set()
-        for number in list(self._running):
-            await self._stop(number, "shutting down")
+        async with self._changing:
+            for number in list(self._running):
+                await self._stop(number, "shutting down")
 
     async def _senders(self) -> Sequence[Sender]:
         return await asyncio.to_thread(self._list_senders)
