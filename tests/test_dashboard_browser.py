@@ -158,7 +158,7 @@ async def test_create_schedule_watch_pause_resume_and_read_the_results(
     await expect(page).to_have_url(f"{stack.base_url}/dashboard/login?next=%2Fdashboard%2F")
     await page.fill("#api-key", "wrong")
     await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#error")).to_have_text("Unknown API key.")
+    await expect(page.locator("#error")).to_have_text("Unknown or revoked API key.")
     await page.fill("#api-key", API_KEY)
     await page.fill("#user", "Ana (ops)")
     await page.click("#login-form button[type=submit]")
