@@ -359,7 +359,7 @@ async def test_an_unreachable_temporal_is_one_line(engine: Engine) -> None:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "CAMPAIGNS_DATABASE_URL": engine.settings.database_url,
     }
-    line = one_line_error(await invoke_async(["status", "anything"], env))
+    line = one_line_error(await invoke_async(["pause", "anything"], env))
     assert "cannot reach Temporal" in line
 
 

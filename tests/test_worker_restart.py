@@ -29,7 +29,7 @@ from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
 from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
-from whatsapp_campaigns.whatsapp.sandbox.webhooks import HttpWebhookSink
+from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,9 @@ async def test_a_killed_worker_neither_loses_nor_duplicates_a_message(
     catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
 
     async with serving(create_app(settings, db)) as api_url:
-        sink = HttpWebhookSink(f"{api_url}/webhooks/whatsapp", settings.whatsapp_app_secret)
+        # Bounded like the dev stack and `campaigns sandbox`: a burst of webhooks waits its turn
+        # instead of running into httpx's pool timeout and being dropped.
+        sink = BoundedHttpWebhookSink(f"{api_url}/webhooks/whatsapp", settings.whatsapp_app_secret)
         # Slow sends: at the kill, many requests are in flight, some already accepted.
         emulator = SandboxEmulator(
             latency=0.3, webhook_sink=sink, app_secret=settings.whatsapp_app_secret
