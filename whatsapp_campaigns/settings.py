@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         description="host:port on which a worker serves the Temporal SDK's own Prometheus metrics.",
     )
 
+    webhook_max_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        validation_alias="CAMPAIGNS_WEBHOOK_MAX_BYTES",
+        description="Largest webhook body accepted; larger ones answer 413 unread.",
+    )
+    audience_max_bytes: int = Field(
+        1024**3,
+        gt=0,
+        validation_alias="CAMPAIGNS_AUDIENCE_MAX_BYTES",
+        description="Largest audience CSV upload accepted by the REST API (413 beyond).",
+    )
+
     temporal_ui_url: str = Field(
         "http://localhost:8233",
         validation_alias="CAMPAIGNS_TEMPORAL_UI_URL",
