@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.api_helpers import ACCOUNT, SANDBOX_TEMPLATES, SENDER, api_client, seed
+from tests.api_helpers import (
+    ACCOUNT,
+    SANDBOX_TEMPLATES,
+    SENDER,
+    api_client,
+    make_settings,
+    seed,
+)
 from whatsapp_campaigns.api import routes_templates
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.settings import Settings
@@ -92,6 +99,16 @@ async def test_upload_without_the_phone_column_is_422_naming_the_columns(
     response = await _upload(api, b"number,name\n+12025550110,Ana\n")
     assert response.status_code == 422
     assert response.json()["detail"] == "no 'phone' column; the columns are: 'number', 'name'"
+
+
+async def test_an_upload_over_the_size_limit_is_413_and_nothing_is_stored(db: Database) -> None:
+    seed(db)
+    settings = make_settings(db, CAMPAIGNS_AUDIENCE_MAX_BYTES=100)
+    async with api_client(db, settings) as client:
+        response = await _upload(client, CSV + b"+12025550113,Eve\n" * 10)
+        assert response.status_code == 413
+        assert "CAMPAIGNS_AUDIENCE_MAX_BYTES" in response.json()["detail"]
+        assert (await client.get("/audiences")).json() == []
 
 
 async def test_upload_without_a_name_is_422(api: httpx.AsyncClient) -> None:
