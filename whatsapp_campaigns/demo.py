@@ -3,7 +3,8 @@
 It imports a generated audience (the SPEC §7 magic numbers spread among ordinary fictional
 numbers, plus one invalid row and one duplicate, to show the import report), launches a
 campaign of the `order_update` template from the sandbox sender, shows the live progress bar
-until the campaign ends, waits a moment for the last status webhooks, and summarizes.
+until the campaign ends, waits until the sandbox has delivered every status webhook it owes
+and the API has applied them, and summarizes.
 
 One thing differs from production defaults: +12025550103 hits WhatsApp's messaging limit
 once, which makes a campaign wait 12 hours before it sends on that number again; the demo's
@@ -32,9 +33,6 @@ MIN_RECIPIENTS = 10
 MAX_RECIPIENTS = 50_000
 DEMO_TEMPLATE = "order_update"
 DEFAULT_MESSAGING_LIMIT_BACKOFF = 10.0
-# Time for the status webhooks of the last messages (sent -> delivered -> read, a STOP reply)
-# to arrive once the campaign has ended, before the summary is taken.
-WEBHOOK_SETTLE_SECONDS = 5.0
 
 # SPEC §7: recipients with a known outcome.
 MAGIC_NUMBERS = {
@@ -154,7 +152,7 @@ async def run_demo(
     if (workflow_url := stack.urls.workflow(campaign.id)) is not None:
         console.print(f"follow it in the Temporal UI: {workflow_url}")
     await watch_campaign(client, campaign.id, interval=interval, console=console)
-    await stack.drain_webhooks(WEBHOOK_SETTLE_SECONDS)
+    await stack.settle_webhooks()
     progress = await client.progress(campaign.id)
     return DemoResult(campaign.id, imported, progress, stack.urls)
 
