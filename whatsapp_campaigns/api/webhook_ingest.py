@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2_000  # payloads applied per transaction
 MAX_GROUP_COMMIT = 1_000  # payloads stored per commit
+WRITERS = 4  # commits in flight at once (SQLite serializes them anyway)
 POLL_SECONDS = 1.0
 # After a wake-up, let a few more commits land so that a batch is worth its statements.
-COALESCE_SECONDS = 0.05
+COALESCE_SECONDS = 0.25
 RETRY_SECONDS = 2.0  # after a store error
 BACKLOG_REFRESH_SECONDS = 1.0
 CLOSE_SETTLE_SECONDS = 5.0
@@ -72,26 +73,37 @@ class WebhookIngest:
         await done
 
     async def _write_loop(self) -> None:
+        """Take whatever waits and commit it; up to WRITERS commits run at once, so a request
+        arriving during a commit does not wait for it to end before its own starts."""
+        slots = asyncio.Semaphore(WRITERS)
+        flushes: set[asyncio.Task[None]] = set()
         while True:
             await self._has_pending.wait()
             self._has_pending.clear()
             while self._pending:
+                await slots.acquire()
                 batch = self._pending[:MAX_GROUP_COMMIT]
                 del self._pending[:MAX_GROUP_COMMIT]
-                try:
-                    await run_in_threadpool(
-                        webhook_inbox.append, self._db, [(body, at) for body, at, _ in batch]
-                    )
-                except Exception as error:  # every waiting request answers 503
-                    log.warning("%d webhooks not stored: %s", len(batch), error)
-                    for _, _, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
-                    continue
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-                self._committed.set()
+                flush = asyncio.create_task(self._flush(batch))
+                flushes.add(flush)
+                flush.add_done_callback(flushes.discard)
+                flush.add_done_callback(lambda _: slots.release())
+
+    async def _flush(self, batch: list[tuple[bytes, datetime, asyncio.Future[None]]]) -> None:
+        try:
+            await run_in_threadpool(
+                webhook_inbox.append, self._db, [(body, at) for body, at, _ in batch]
+            )
+        except Exception as error:  # every waiting request answers 503
+            log.warning("%d webhooks not stored: %s", len(batch), error)
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+        self._committed.set()
 
     # ---------------------------------------------------------------- applying
 
