@@ -60,8 +60,9 @@ class AudienceImportError(ValueError):
 
 @dataclass
 class _Collector:
-    """Row outcomes of one import: recipients go to a spool file (one JSON array per line) until
-    the single write transaction; counts and the first invalid rows stay in memory."""
+    """Row outcomes of one import: recipients go to a spool file (one "phone TAB variables as
+    JSON" line each, JSON escapes every tab and newline) until the single write transaction;
+    counts and the first invalid rows stay in memory."""
 
     normalize: PhoneNormalizer
     spool: IO[str]
@@ -72,6 +73,7 @@ class _Collector:
     invalid_rows: list[InvalidRow] = field(default_factory=list)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    _lines: list[str] = field(default_factory=list)  # spool lines not written yet
 
     @property
     def invalid(self) -> int:
@@ -92,8 +94,10 @@ class _Collector:
         for name, value in variables.items():
             if value:
                 self.filled[name] += 1
-        self.spool.write(json.dumps([phone, variables], ensure_ascii=False))
-        self.spool.write("\n")
+        self._lines.append(f"{phone}\t{json.dumps(variables)}\n")
+        if len(self._lines) >= _INSERT_CHUNK:
+            self.spool.writelines(self._lines)
+            self._lines.clear()
 
     def reject(self, row_number: int, value: str, reason: str) -> None:
         self.invalid_reasons[reason] += 1
@@ -102,10 +106,13 @@ class _Collector:
                 InvalidRow(row_number=row_number, value=value[:_VALUE_CHARS], reason=reason)
             )
 
-    def spooled(self) -> Iterator[tuple[str, dict[str, str]]]:
+    def spooled(self) -> Iterator[tuple[str, str]]:
+        """(phone, variables as JSON) of every recipient, in file order."""
+        self.spool.writelines(self._lines)
+        self._lines.clear()
         self.spool.seek(0)
         for line in self.spool:
-            phone, variables = json.loads(line)
+            phone, variables = line.rstrip("\n").split("\t", 1)
             yield phone, variables
 
 
@@ -487,10 +494,11 @@ def _store(
 
 
 def _insert_recipients(
-    session: Session, audience_id: str, recipients: Iterator[tuple[str, dict[str, str]]]
+    session: Session, audience_id: str, recipients: Iterator[tuple[str, str]]
 ) -> None:
-    """Bulk insert in the import's transaction: COPY on PostgreSQL with psycopg (executemany is
-    ~3x slower there), else the driver's executemany in chunks."""
+    """Bulk insert of (phone, variables already as JSON) in the import's transaction: COPY on
+    PostgreSQL with psycopg (executemany is ~3x slower there), else the driver's executemany
+    in chunks."""
     connection = session.connection()
     if connection.dialect.driver == "psycopg":
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -498,7 +506,7 @@ def _insert_recipients(
             "COPY recipients (audience_id, phone_e164, variables, suppressed) FROM STDIN"
         ) as copy:
             for phone, variables in recipients:
-                copy.write_row((audience_id, phone, json.dumps(variables), False))
+                copy.write_row((audience_id, phone, variables, False))
         return
     # The driver's own executemany: SQLAlchemy's per-row parameter processing doubles the time.
     statement = "INSERT INTO recipients (audience_id, phone_e164, variables, suppressed) VALUES "
@@ -506,7 +514,7 @@ def _insert_recipients(
         "(?, ?, ?, 0)" if connection.dialect.paramstyle == "qmark" else "(%s, %s, %s, false)"
     )
     while chunk := [
-        (audience_id, phone, json.dumps(variables))
+        (audience_id, phone, variables)
         for phone, variables in itertools.islice(recipients, _INSERT_CHUNK)
     ]:
         connection.exec_driver_sql(statement, chunk)
