@@ -145,8 +145,7 @@ def import_audience_csv(
     with ExitStack() as stack:
         raw = _open(source, stack)
         collector = _Collector(normalize, stack.enter_context(_spool()))
-        lines = _lines(_CountingReader(raw, progress))
-        _collect_csv(lines, phone_column.strip(), collector)
+        _collect_csv(raw, _text(raw, progress), phone_column.strip(), collector)
         return _store(db, account_id, name, collector, started)
 
 
@@ -274,89 +273,87 @@ def _open(source: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> Binary
     return source
 
 
-class _CountingReader:
-    """Reads the source in chunks, telling `progress` how far it got."""
+class _CountingRaw(io.RawIOBase):
+    """The source as a raw stream that tells `progress` how far it got."""
 
     def __init__(self, source: BinaryIO, progress: ImportProgress | None) -> None:
         self._source = source
         self._progress = progress
         self.read_bytes = 0
 
-    def chunks(self) -> Iterator[bytes]:
-        while True:
-            chunk = self._source.read(_READ_CHUNK)
-            if isinstance(chunk, str):
-                raise TypeError(
-                    "open the CSV file in binary mode ('rb'): the import checks its encoding"
-                )
-            if not chunk:
-                return
-            self.read_bytes += len(chunk)
-            if self._progress is not None:
-                self._progress(self.read_bytes)
-            yield bytes(chunk)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        if isinstance(data, str):
+            raise TypeError(
+                "open the CSV file in binary mode ('rb'): the import checks its encoding"
+            )
+        size = len(data)
+        buffer[:size] = data
+        self.read_bytes += size
+        if self._progress is not None and size:
+            self._progress(self.read_bytes)
+        return size
 
 
-def _lines(reader: _CountingReader) -> Iterator[str]:
-    """The file's text, line by line (each with its ending, as `csv` wants), decoded as it is
-    read; refuses what a spreadsheet user may upload by mistake, saying how to fix it
-    (re-saving as "CSV UTF-8" fixes most)."""
-    chunks = reader.chunks()
-    first = next(chunks, b"")
-    if first.startswith(b"PK\x03\x04"):
+def _text(source: BinaryIO, progress: ImportProgress | None) -> IO[str]:
+    """The file as text decoded while it is read (by `io`, in C); refuses at once what a
+    spreadsheet user may upload by mistake, saying how to fix it (re-saving as "CSV UTF-8"
+    fixes most). Bytes that are not UTF-8 raise UnicodeDecodeError as they are reached."""
+    buffered = io.BufferedReader(_CountingRaw(source, progress), _READ_CHUNK)
+    head = buffered.peek(_READ_CHUNK)  # the first read's bytes, not consumed
+    if head.startswith(b"PK\x03\x04"):
         raise AudienceImportError(
             "this is an Excel workbook (or another zip file), not CSV: save it as 'CSV UTF-8'"
         )
-    if first.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise AudienceImportError("the file is UTF-16: save it as 'CSV UTF-8'")
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    line_number = 1
-    pending = ""
-    any_text = False
-    for chunk in itertools.chain([first], chunks):
-        if b"\x00" in chunk:
-            raise AudienceImportError("the file is binary, not a CSV text file")
+    if b"\x00" in head:  # later NULs: csv refuses the line
+        raise AudienceImportError("the file is binary, not a CSV text file")
+    return io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
+
+
+def _first_bad_line(source: BinaryIO) -> int | None:
+    """The line of the first byte that is not UTF-8, found again from the start (the decoder
+    reads ahead of the rows); None when the source cannot be read again."""
+    try:
+        source.seek(0)
+    except (OSError, ValueError):
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    while chunk := source.read(_READ_CHUNK):
         try:
-            text = pending + decoder.decode(chunk)
+            decoder.decode(chunk)
         except UnicodeDecodeError as error:
-            bad_line = line_number + (pending.encode() + chunk).count(b"\n", 0, error.start)
-            raise AudienceImportError(
-                f"the file is not UTF-8 (first bad byte on line {bad_line}): "
-                "save it as 'CSV UTF-8' and import it again"
-            ) from None
-        lines = text.splitlines(keepends=True)
-        pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
-        for line in lines:
-            any_text = any_text or not line.isspace()
-            line_number += line.count("\n")
-            yield line
-    try:
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise AudienceImportError(
-            f"the file is not UTF-8 (first bad byte on line {line_number}): "
-            "save it as 'CSV UTF-8' and import it again"
-        ) from None
-    if pending:
-        any_text = any_text or not pending.isspace()
-        yield pending
-    if not any_text:
-        raise AudienceImportError("the file is empty")
+            return line + chunk.count(b"\n", 0, max(0, error.start))
+        line += chunk.count(b"\n")
+    return line
 
 
-def _collect_csv(lines: Iterator[str], phone_column: str, collector: _Collector) -> None:
+def _collect_csv(source: BinaryIO, text: IO[str], phone_column: str, collector: _Collector) -> None:
     head: list[str] = []
-    for line in lines:  # the delimiter is the header's: find the first non-blank line
-        head.append(line)
-        if line.strip():
-            break
-    first_line = head[-1] if head else ""
-    delimiter = max(_DELIMITERS, key=first_line.count)
-    reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter)
-    records = enumerate(reader, start=1)
     try:
-        _collect_records(records, delimiter, phone_column, collector)
+        for line in text:  # the delimiter is the header's: find the first non-blank line
+            head.append(line)
+            if line.strip():
+                break
+        if not head or not head[-1].strip():
+            raise AudienceImportError("the file is empty")
+        delimiter = max(_DELIMITERS, key=head[-1].count)
+        reader = csv.reader(itertools.chain(head, text), delimiter=delimiter)
+        _collect_records(enumerate(reader, start=1), delimiter, phone_column, collector)
+    except UnicodeDecodeError:
+        bad_line = _first_bad_line(source)
+        where = f" (first bad byte on line {bad_line})" if bad_line is not None else ""
+        raise AudienceImportError(
+            f"the file is not UTF-8{where}: save it as 'CSV UTF-8' and import it again"
+        ) from None
     except csv.Error as error:
+        if "NUL" in str(error):
+            raise AudienceImportError("the file is binary, not a CSV text file") from None
         raise AudienceImportError(f"not a valid CSV file: {error}") from None
 
 
