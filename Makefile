@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test lint typecheck unit demo bench screenshots clean
+.PHONY: venv browser test lint typecheck unit demo bench bench-webhooks screenshots clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,23 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/campaign_throughput.py
+
+# The webhook ingest bench posts with wrk (Debian package `wrk`), installed here when missing
+# (apt-get needs root or sudo -n), against PostgreSQL at BENCH_POSTGRES_URL.
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+BENCH_APT_PACKAGES := wrk
+bench-webhooks: venv
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(BENCH_APT_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(BENCH_APT_PACKAGES); \
+	else \
+		echo "make bench-webhooks: wrk is missing: run 'sudo apt-get install wrk'" >&2; exit 1; \
+	fi
+	$(BIN)/python bench/webhook_ingest.py --postgres-url $(BENCH_POSTGRES_URL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache campaigns.db* .campaigns

@@ -95,6 +95,16 @@ async def test_upload_without_the_phone_column_is_422_naming_the_columns(
     assert response.json()["detail"] == "no 'phone' column; the columns are: 'number', 'name'"
 
 
+async def test_an_upload_over_the_size_limit_is_413_and_nothing_is_stored(db: Database) -> None:
+    seed(db)
+    settings = make_settings(db, CAMPAIGNS_AUDIENCE_MAX_BYTES=100)
+    async with api_client(db, settings) as client:
+        response = await _upload(client, CSV + b"+12025550113,Eve\n" * 10)
+        assert response.status_code == 413
+        assert "CAMPAIGNS_AUDIENCE_MAX_BYTES" in response.json()["detail"]
+        assert (await client.get("/audiences")).json() == []
+
+
 async def test_upload_without_a_name_is_422(api: httpx.AsyncClient) -> None:
     files = {"file": ("list.csv", CSV, "text/csv")}
     assert (await api.post("/audiences", files=files)).status_code == 422

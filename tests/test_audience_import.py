@@ -221,6 +221,30 @@ def test_latin1_file_is_refused_and_nothing_written(store: Database) -> None:
     assert table_counts(store) == (0, 0)
 
 
+def _many_rows(count: int) -> bytes:
+    lines = [f"+1202555{1000 + n % 9000:04d},Customer {n}" for n in range(count)]
+    return ("phone,name\n" + "\n".join(lines) + "\n").encode()
+
+
+def test_a_bad_byte_past_the_first_megabyte_names_its_line_and_writes_nothing(
+    store: Database,
+) -> None:
+    data = _many_rows(60_000) + "+12025550110,Zoë\n".encode("latin-1")
+    assert len(data) > 1 << 20  # past the first read chunk
+    with pytest.raises(AudienceImportError, match=r"not UTF-8.*line 60002"):
+        csv_import(store, data)
+    assert table_counts(store) == (0, 0)
+
+
+def test_a_large_file_is_read_in_chunks_with_progress(store: Database) -> None:
+    data = _many_rows(9_000)  # 9,000 distinct numbers
+    data = data + data[len("phone,name\n") :] * 20  # and 20 copies: duplicates
+    seen: list[int] = []
+    result = import_audience_csv(store, ACCOUNT, "big", io.BytesIO(data), progress=seen.append)
+    assert (result.audience.valid, result.audience.duplicates) == (9_000, 20 * 9_000)
+    assert len(seen) > 1 and seen == sorted(seen) and seen[-1] == len(data)
+
+
 def test_missing_phone_column_names_the_columns_found(store: Database) -> None:
     with pytest.raises(AudienceImportError, match="'name', 'mobile'"):
         csv_import(store, "name,mobile\nAnn,+12025550110\n")

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
 from whatsapp_campaigns.api.app import create_app
+from whatsapp_campaigns.api.webhook_ingest import WebhookIngest
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -41,7 +42,7 @@ EXPECTED_MAGIC = {
 @pytest.fixture
 async def engine_with_webhooks(
     dev_server: WorkflowEnvironment, db_url: str
-) -> AsyncIterator[Engine]:
+) -> AsyncIterator[tuple[Engine, WebhookIngest]]:
     """The engine, with the sandbox posting signed webhooks to the real receiver app."""
     settings = Settings(CAMPAIGNS_DATABASE_URL=db_url)
     receiver: httpx.AsyncClient | None = None
@@ -61,16 +62,19 @@ async def engine_with_webhooks(
     ) as engine:
         app = create_app(settings, engine.db)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://receiver") as client,
+        ):
             receiver = client
-            yield engine
+            yield engine, app.state.webhook_ingest
             await emulator.drain_webhooks()
 
 
 async def test_every_message_ends_in_its_expected_status_and_counts_agree(
-    dev_server: WorkflowEnvironment, engine_with_webhooks: Engine
+    dev_server: WorkflowEnvironment, engine_with_webhooks: tuple[Engine, WebhookIngest]
 ) -> None:
-    engine = engine_with_webhooks
+    engine, receiver = engine_with_webhooks
     ordinary = ordinary_numbers(2000)
     policy = CampaignPolicy(messaging_limit_backoff=timedelta(seconds=3))
     campaign_id = await engine.campaign([*EXPECTED_MAGIC, *ordinary], policy=policy)
@@ -78,6 +82,7 @@ async def test_every_message_ends_in_its_expected_status_and_counts_agree(
     handle = await engine.start(campaign_id)
     final = await handle.result()
     await engine.emulator.drain_webhooks()
+    await receiver.settle()  # the receiver applies what it stored
 
     statuses = engine.statuses(campaign_id)
     for phone, expected in EXPECTED_MAGIC.items():

@@ -20,13 +20,15 @@ from tests.cli_helpers import (
     one_line_error,
     serving,
     subprocess_env,
+    write_audience_csv,
 )
+from tests.webhook_helpers import seed_messages
 from whatsapp_campaigns.demo import MAGIC_NUMBERS, demo_phone_numbers, write_demo_audience
 from whatsapp_campaigns.devstack import StackOptions, stack_settings
 from whatsapp_campaigns.domain.phones import normalize_phone
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.fixtures import seed_sandbox
+from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
 from whatsapp_campaigns.whatsapp.cloud import CloudApiProvider
 from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.provider import TemplateSend
@@ -104,6 +106,52 @@ def test_templates_sync_for_an_unknown_account_is_one_line(db: Database) -> None
     assert line == "error: account ghost not found"
 
 
+# ------------------------------------------------------- store commands, Temporal down
+
+TEMPORAL_DOWN = {"TEMPORAL_ADDRESS": "127.0.0.1:1"}  # a closed port
+
+
+def test_audience_import_runs_without_temporal(db: Database, tmp_path: Path) -> None:
+    seed_sandbox(db)
+    csv_path = write_audience_csv(tmp_path / "a.csv", ["+12025550181", "+12025550182", "x"])
+    args = ["audience", "import", str(csv_path), "--name", "spring", "--json"]
+    args += ["--account", SANDBOX_ACCOUNT_ID]
+    imported = ok_json(invoke(args, store_env(db) | TEMPORAL_DOWN))
+    assert (imported["valid"], imported["invalid"]) == (2, 1)
+
+
+def test_a_file_that_cannot_be_imported_is_one_line_without_temporal(
+    db: Database, tmp_path: Path
+) -> None:
+    seed_sandbox(db)
+    path = tmp_path / "book.xlsx"
+    path.write_bytes(b"PK\x03\x04 not a csv")
+    args = ["audience", "import", str(path), "--name", "x", "--account", SANDBOX_ACCOUNT_ID]
+    assert "Excel workbook" in one_line_error(invoke(args, store_env(db) | TEMPORAL_DOWN))
+
+
+def test_templates_list_runs_without_temporal(db: Database) -> None:
+    seed_sandbox(db)
+    invoke(["templates", "sync"], store_env(db))
+    listed = ok_json(invoke(["templates", "list", "--json"], store_env(db) | TEMPORAL_DOWN))
+    assert len(listed) == 4
+
+
+def test_credits_run_without_temporal(db: Database) -> None:
+    seed_sandbox(db)
+    args = ["credits", "add", "5", "--account", SANDBOX_ACCOUNT_ID, "--json"]
+    added = ok_json(invoke(args, store_env(db) | TEMPORAL_DOWN))
+    args = ["credits", "show", "--account", SANDBOX_ACCOUNT_ID, "--json"]
+    assert ok_json(invoke(args, store_env(db) | TEMPORAL_DOWN)) == added
+
+
+def test_report_runs_without_temporal(db: Database) -> None:
+    seed_messages(db, 2)
+    result = invoke(["report", "c1"], store_env(db) | TEMPORAL_DOWN)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3  # header and two messages
+
+
 # ------------------------------------------------- `campaigns api` and `campaigns sandbox`
 
 
@@ -134,7 +182,7 @@ def test_api_and_sandbox_servers_with_api_keys_and_signed_webhooks(db: Database)
         assert (missing.status_code, missing.json()) == (401, {"detail": "missing bearer API key"})
         assert right.status_code == 200
         assert httpx.get(f"{api}/docs").status_code == 200
-        assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{api}/healthz").json()["status"] == "ok"
 
         asyncio.run(_send_one(sandbox))
         # sent, delivered, read: three signed webhooks reach the API and are measured.

@@ -51,7 +51,6 @@ TEMPORAL_SDK_METRICS = frozenset(
     }
 )
 # Being added with the webhook backlog work (statuses received, not yet applied to the store).
-PENDING_METRICS = frozenset({"campaigns_webhook_backlog"})
 PROMETHEUS_BUILTINS = frozenset({"up"})
 _METRIC_NAME = re.compile(r"\b((?:campaigns|temporal)_[a-z_]+|up)\b")
 
@@ -143,7 +142,7 @@ def _exported_metrics() -> set[str]:
 
 
 def _known_metrics() -> set[str]:
-    return _exported_metrics() | TEMPORAL_SDK_METRICS | PENDING_METRICS | PROMETHEUS_BUILTINS
+    return _exported_metrics() | TEMPORAL_SDK_METRICS | PROMETHEUS_BUILTINS
 
 
 def _alert_rules() -> list[dict[str, Any]]:

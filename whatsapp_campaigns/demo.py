@@ -5,7 +5,8 @@ numbers, plus one invalid row and one duplicate, to show the import report), lau
 campaign of the `order_update` template from the sandbox sender, shows the live progress bar
 until the campaign ends, then does the same with `promo_media` (SPEC §10: an image header from
 a fixed `header_media` value, a per-recipient URL suffix from the CSV's `button_0` column, a
-quick-reply button), waits a moment for the last status webhooks, and summarizes.
+quick-reply button), waits until the sandbox has delivered every status webhook it owes and
+the API has applied them, and summarizes.
 
 One thing differs from production defaults: +12025550103 hits WhatsApp's messaging limit
 once, which makes a campaign wait 12 hours before it sends on that number again; the demo's
@@ -36,9 +37,6 @@ DEMO_TEMPLATE = "order_update"
 PROMO_TEMPLATE = "promo_media"
 PROMO_IMAGE = "https://sandbox.example.com/media/spring-collection.jpg"
 DEFAULT_MESSAGING_LIMIT_BACKOFF = 10.0
-# Time for the status webhooks of the last messages (sent -> delivered -> read, a STOP reply)
-# to arrive once the campaign has ended, before the summary is taken.
-WEBHOOK_SETTLE_SECONDS = 5.0
 
 # SPEC §7: recipients with a known outcome.
 MAGIC_NUMBERS = {
@@ -188,7 +186,7 @@ async def run_demo(
         f"preview it: campaigns preview {promo.id}"
     )
     await watch_campaign(client, promo.id, interval=interval, console=console)
-    await stack.drain_webhooks(WEBHOOK_SETTLE_SECONDS)
+    await stack.settle_webhooks()
     progress = await client.progress(campaign.id)
     promo_progress = await client.progress(promo.id)
     return DemoResult(campaign.id, imported, progress, stack.urls, promo_progress)

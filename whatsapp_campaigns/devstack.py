@@ -38,6 +38,7 @@ from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.metrics import make_runtime
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter import CampaignsClient
+from whatsapp_campaigns.store import webhook_inbox
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
 from whatsapp_campaigns.store.migrate import upgrade
@@ -60,6 +61,7 @@ SERVER_START_SECONDS = 15.0
 STOP_SECONDS = 10.0
 # Webhooks the sandbox still has to post when the stack stops get this long to arrive.
 WEBHOOK_DRAIN_SECONDS = 3.0
+WEBHOOK_SETTLE_POLL_SECONDS = 0.1
 # Any non-empty token opens the sandbox; the worker sends it as a real client would.
 SANDBOX_ACCESS_TOKEN = "dev-stack"
 
@@ -360,11 +362,24 @@ class DevStack:
     # -------------------------------------------------------------------------- stop
 
     async def drain_webhooks(self, timeout: float = WEBHOOK_DRAIN_SECONDS) -> None:
-        """Wait (at most `timeout`) for the status webhooks the sandbox still has to post."""
+        """Wait (at most `timeout`) for the status webhooks the sandbox still has to post;
+        the timeout leaves them running (`stop` cancels what is left)."""
         if self._emulator is None:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._emulator.drain_webhooks(), timeout)
+        # asyncio.wait, not wait_for: a timeout must not cancel the deliveries (gather would
+        # pass the cancel on to every one of them).
+        await asyncio.wait(
+            {asyncio.ensure_future(self._emulator.drain_webhooks())}, timeout=timeout
+        )
+
+    async def settle_webhooks(self) -> None:
+        """Wait, without a timeout, until the sandbox has delivered every webhook it owes
+        (each delivery is bounded by the sink's retries) and the API has applied them all."""
+        if self._emulator is not None:
+            await self._emulator.drain_webhooks()
+        if self._db is not None:
+            while (await asyncio.to_thread(webhook_inbox.backlog, self._db)).waiting:
+                await asyncio.sleep(WEBHOOK_SETTLE_POLL_SECONDS)
 
     async def stop(self) -> None:
         """Stop every part that runs, in order; safe to call twice."""

@@ -63,6 +63,23 @@ WEBHOOK_LAG = Histogram(
     "Time from a status's own timestamp (set by WhatsApp) to its arrival at our webhook.",
     buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
 )
+WEBHOOK_APPLY_DELAY = Histogram(
+    "campaigns_webhook_apply_delay_seconds",
+    "Time from a webhook's receipt (stored in the inbox, answered 200) to its application.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+WEBHOOK_BACKLOG = Gauge(
+    "campaigns_webhook_backlog",
+    "Received webhooks waiting in the inbox to be applied (store-wide).",
+)
+WEBHOOK_BACKLOG_AGE = Gauge(
+    "campaigns_webhook_backlog_age_seconds",
+    "Age of the oldest received webhook not applied yet (0 when none waits).",
+)
+WEBHOOK_DEAD_LETTERS = Gauge(
+    "campaigns_webhook_dead_letters",
+    "Received webhooks set aside because applying them failed for a reason a retry cannot fix.",
+)
 CAMPAIGNS_BY_STATUS = Gauge(
     "campaigns_by_status",
     "Campaigns in each status, across all accounts (refreshed periodically from the store; "
@@ -109,6 +126,18 @@ def record_send_error(error_class: ErrorClass | str) -> None:
 def record_webhook_lag(seconds: float) -> None:
     """now - the status's timestamp; clamped at 0 (WhatsApp's clock may run ahead of ours)."""
     WEBHOOK_LAG.observe(max(0.0, seconds))
+
+
+def record_webhook_applied(delays: Iterable[float]) -> None:
+    """Seconds from receipt to application of each payload of an applied batch."""
+    for seconds in delays:
+        WEBHOOK_APPLY_DELAY.observe(max(0.0, seconds))
+
+
+def set_webhook_backlog(waiting: int, oldest_seconds: float, dead_letters: int) -> None:
+    WEBHOOK_BACKLOG.set(waiting)
+    WEBHOOK_BACKLOG_AGE.set(oldest_seconds)
+    WEBHOOK_DEAD_LETTERS.set(dead_letters)
 
 
 def set_campaigns_by_status(counts: Iterable[tuple[str, int]]) -> None:

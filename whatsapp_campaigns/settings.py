@@ -123,6 +123,18 @@ class Settings(BaseSettings):
             "call through the workflow to the Graph API request. Tracing is off without it."
         ),
     )
+    webhook_max_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        validation_alias="CAMPAIGNS_WEBHOOK_MAX_BYTES",
+        description="Largest webhook body accepted; larger ones answer 413 unread.",
+    )
+    audience_max_bytes: int = Field(
+        1024**3,
+        gt=0,
+        validation_alias="CAMPAIGNS_AUDIENCE_MAX_BYTES",
+        description="Largest audience CSV upload accepted by the REST API (413 beyond).",
+    )
 
     temporal_ui_url: str = Field(
         "http://localhost:8233",

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -27,9 +26,11 @@ from whatsapp_campaigns.api.auth import require_principal, warn_if_open
 from whatsapp_campaigns.api.dependencies import ClientHolder
 from whatsapp_campaigns.api.errors import add_error_handlers
 from whatsapp_campaigns.api.throttle import FailedAuthThrottle
+from whatsapp_campaigns.api.webhook_ingest import WebhookIngest, backlog_report
 from whatsapp_campaigns.dashboard import mount_dashboard
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
+from whatsapp_campaigns.store import webhook_inbox
 from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
@@ -78,6 +79,7 @@ def create_app(
     )
     tracing.start(settings, "campaigns-api")  # off without an OTLP endpoint
     tracing.instrument_app(app)
+    app.state.webhook_ingest = WebhookIngest(db, settings)
     add_error_handlers(app)
     app.include_router(webhooks.router)
     for module in (
@@ -93,12 +95,13 @@ def create_app(
 
     @app.get("/healthz", tags=["operations"], summary="Health check")
     async def healthz() -> JSONResponse:
-        """Up when the store answers."""
+        """Up when the store answers; with the webhook inbox's backlog (payloads received and
+        not applied yet, the age of the oldest, and those set aside as not applicable)."""
         try:
-            await run_in_threadpool(_ping, db)
+            backlog = await run_in_threadpool(webhook_inbox.backlog, db)
         except SQLAlchemyError:
             return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "webhooks": backlog_report(backlog)})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -111,9 +114,12 @@ def create_app(
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     refresher = asyncio.create_task(_refresh_status_gauge(app.state.db))
+    ingest: WebhookIngest = app.state.webhook_ingest
+    ingest.start()  # applies what an earlier run stored but did not apply
     try:
         yield
     finally:
+        await ingest.close()
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
@@ -130,8 +136,3 @@ async def _refresh_status_gauge(db: Database) -> None:
         except SQLAlchemyError as error:
             log.warning("campaigns_by_status not refreshed: %s", error)
         await asyncio.sleep(STATUS_GAUGE_REFRESH_SECONDS)
-
-
-def _ping(db: Database) -> None:
-    with db.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))

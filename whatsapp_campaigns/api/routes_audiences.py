@@ -3,7 +3,7 @@
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
 
 from whatsapp_campaigns.api.dependencies import AccountDep, DatabaseDep, SettingsDep
 from whatsapp_campaigns.api.schemas import (
@@ -30,11 +30,27 @@ async def _owned(db: Database, audience_id: str, account_id: str) -> Audience:
     return audience
 
 
+def _declared_size_within_limit(request: Request, settings: SettingsDep) -> None:
+    """Refuse an upload whose Content-Length is over the limit before reading any of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.audience_max_bytes:
+        raise _too_large(settings.audience_max_bytes)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        f"the upload is over {limit:,} bytes (CAMPAIGNS_AUDIENCE_MAX_BYTES)",
+    )
+
+
 @router.post(
     "",
     summary="Import a CSV audience",
     status_code=status.HTTP_201_CREATED,
     response_model=AudienceImportResponse,
+    # Before the form is parsed: the dependencies of the path operation run first.
+    dependencies=[Depends(_declared_size_within_limit)],
 )
 async def import_audience(
     db: DatabaseDep,
@@ -50,7 +66,11 @@ async def import_audience(
 ) -> AudienceImportResponse:
     """Phone numbers are normalized to E.164; invalid rows are counted and reported,
     duplicates removed, opted-out numbers kept as `suppressed`. Every other column is a
-    template variable. A file that is not a UTF-8 CSV is refused (422) and nothing is stored."""
+    template variable. A file that is not a UTF-8 CSV is refused (422) and nothing is stored.
+    The upload is spooled to disk as it arrives and imported as a stream; over
+    `CAMPAIGNS_AUDIENCE_MAX_BYTES` it is refused (413)."""
+    if file.size is not None and file.size > settings.audience_max_bytes:
+        raise _too_large(settings.audience_max_bytes)
     result = await asyncio.to_thread(
         audiences.import_audience_csv,
         db,

@@ -5,6 +5,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from whatsapp_campaigns.cli.app import (
@@ -14,10 +22,10 @@ from whatsapp_campaigns.cli.app import (
     console,
     credits_app,
     errors,
+    fail,
     open_store,
     print_json,
     provider_errors,
-    run,
     templates_app,
 )
 from whatsapp_campaigns.domain.models import Template
@@ -37,12 +45,35 @@ def audience_import(
     account: AccountOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Import a CSV audience: other columns become template variables."""
-    result = run(
-        lambda c: c.import_audience(
-            name, str(file), account_id=account, phone_column=phone_column, region=region
-        )
+    """Import a CSV audience: other columns become template variables. Needs only the store."""
+    from whatsapp_campaigns.store.audiences import AudienceImportError, import_audience_csv
+
+    settings = get_settings()
+    progress = Progress(
+        TextColumn("importing {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=errors,  # stdout stays clean for --json
+        transient=True,
+        disable=not errors.is_terminal,
     )
+    with open_store() as db:
+        try:
+            with progress:
+                task = progress.add_task(file.name, total=file.stat().st_size)
+                result = import_audience_csv(
+                    db,
+                    account or settings.default_account,
+                    name,
+                    file,
+                    phone_column=phone_column,
+                    default_region=region or settings.default_region,
+                    progress=lambda done: progress.update(task, completed=done),
+                )
+        except AudienceImportError as error:  # after the bar is gone: one line
+            fail(str(error))
     audience = result.audience
     if as_json:
         print_json(

@@ -57,7 +57,7 @@ from whatsapp_campaigns.starter.errors import (
 from whatsapp_campaigns.store import audiences, campaigns, catalog, messages, preflight
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import ActionRefused, InvalidInput, NotFound
-from whatsapp_campaigns.store.progress import progress_from_store
+from whatsapp_campaigns.store.progress import progress_from_store, with_live_counts
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
@@ -431,7 +431,9 @@ class CampaignsClient:
             delay = min(delay * 2, UPDATE_RETRY_DELAY_MAX)
 
     async def progress(self, campaign_id: str) -> Progress:
-        """The workflow's `progress` query while it runs; the store's view otherwise."""
+        """While the workflow runs: its `progress` query (status, throttling, timeline) with
+        the store's live message counts (fresh also while it is throttled or paused, without
+        waking it); the store's view otherwise."""
         campaign = await self.get(campaign_id)
         if campaign.status in (CampaignStatus.DRAFT,) or campaign.status.is_terminal:
             return await self._store(progress_from_store, self.db, campaign_id)
@@ -439,9 +441,9 @@ class CampaignsClient:
             progress: Progress = await self._handle(campaign_id).query(
                 "progress", result_type=Progress
             )
-            return progress
         except RPCError:
             return await self._store(progress_from_store, self.db, campaign_id)
+        return await self._store(with_live_counts, self.db, progress)
 
     async def _still_running(self, campaign_id: str) -> bool:
         """Whether the campaign's workflow chain is still running."""

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -257,3 +258,17 @@ class OptOut(Base):
     phone_e164: Mapped[str] = mapped_column(String(20), primary_key=True)
     keyword: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookInboxRow(Base):
+    """A webhook POST as received (signature checked), until the applier has applied it: the
+    receiver answers 200 once the row is committed, so a crash after that loses nothing."""
+
+    __tablename__ = "webhook_inbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column()
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the raw bytes the signature covers
+    # Set when applying this payload raised something other than a store error: it is kept
+    # (never lost) but no longer retried; /healthz counts these.
+    error: Mapped[str | None] = mapped_column(Text)

@@ -126,17 +126,25 @@ def apply_status_updates(db: Database, updates: Sequence[StatusUpdate]) -> Appli
     if not updates:
         return AppliedCounts()
     with db.session() as session:
-        known = _lock_known(session, {u.provider_message_id for u in updates})
-        unmatched = [u for u in updates if u.provider_message_id not in known]
-        known |= _reconcile_by_callback_data(session, unmatched)
-        unknown = [u.provider_message_id for u in updates if u.provider_message_id not in known]
-        if unknown:
-            log.info(
-                "%d status updates for unknown messages ignored (first: %s)",
-                len(unknown),
-                ", ".join(unknown[:5]),
-            )
-        applied = _apply_known(session, [u for u in updates if u.provider_message_id in known])
+        return apply_statuses(session, updates)
+
+
+def apply_statuses(session: Session, updates: Sequence[StatusUpdate]) -> AppliedCounts:
+    """`apply_status_updates` inside the caller's transaction (the webhook applier applies a
+    whole inbox batch, then removes it, in one)."""
+    if not updates:
+        return AppliedCounts()
+    known = _lock_known(session, {u.provider_message_id for u in updates})
+    unmatched = [u for u in updates if u.provider_message_id not in known]
+    known |= _reconcile_by_callback_data(session, unmatched)
+    unknown = [u.provider_message_id for u in updates if u.provider_message_id not in known]
+    if unknown:
+        log.info(
+            "%d status updates for unknown messages ignored (first: %s)",
+            len(unknown),
+            ", ".join(unknown[:5]),
+        )
+    applied = _apply_known(session, [u for u in updates if u.provider_message_id in known])
     counts = AppliedCounts(
         applied=applied, ignored_stale=len(updates) - applied - len(unknown), unknown=len(unknown)
     )
@@ -304,35 +312,48 @@ def apply_inbound_replies(
     """
     if not replies:
         return AppliedCounts()
-    applied = stale = unknown = opted_out = 0
     with db.session() as session:
-        for reply in replies:
-            answered = _answered_message(session, account_id, reply)
-            stop_keywords: Collection[str] = default_stop_keywords
-            if answered is None:
-                unknown += 1
-                phone = _masked(reply.from_phone_e164)
-                log.info("reply from %s matches no campaign message", phone)
+        return apply_replies(
+            session, replies, account_id=account_id, default_stop_keywords=default_stop_keywords
+        )
+
+
+def apply_replies(
+    session: Session,
+    replies: Sequence[InboundReply],
+    *,
+    account_id: str,
+    default_stop_keywords: Collection[str] = DEFAULT_STOP_KEYWORDS,
+) -> AppliedCounts:
+    """`apply_inbound_replies` inside the caller's transaction."""
+    applied = stale = unknown = opted_out = 0
+    for reply in replies:
+        answered = _answered_message(session, account_id, reply)
+        stop_keywords: Collection[str] = default_stop_keywords
+        if answered is None:
+            unknown += 1
+            phone = _masked(reply.from_phone_e164)
+            log.info("reply from %s matches no campaign message", phone)
+        else:
+            message_id, policy = answered
+            stop_keywords = _stop_keywords(policy, default_stop_keywords)
+            if _mark_responded(session, message_id, reply.at, reply.payload):
+                applied += 1
+                log.info("message %d responded", message_id)
             else:
-                message_id, policy = answered
-                stop_keywords = _stop_keywords(policy, default_stop_keywords)
-                if _mark_responded(session, message_id, reply.at, reply.payload):
-                    applied += 1
-                    log.info("message %d responded", message_id)
-                else:
-                    stale += 1
-                    _keep_payload(session, message_id, reply.payload)
-            keyword = matching_stop_keyword(reply.text, stop_keywords)
-            if keyword is not None:
-                newly = opt_out(session, account_id, reply.from_phone_e164, keyword)
-                opted_out += newly
-                log.info(
-                    "%s replied %r: opted out of account %s%s",
-                    _masked(reply.from_phone_e164),
-                    keyword,
-                    account_id,
-                    "" if newly else " (already)",
-                )
+                stale += 1
+                _keep_payload(session, message_id, reply.payload)
+        keyword = matching_stop_keyword(reply.text, stop_keywords)
+        if keyword is not None:
+            newly = opt_out(session, account_id, reply.from_phone_e164, keyword)
+            opted_out += newly
+            log.info(
+                "%s replied %r: opted out of account %s%s",
+                _masked(reply.from_phone_e164),
+                keyword,
+                account_id,
+                "" if newly else " (already)",
+            )
     return AppliedCounts(applied=applied, ignored_stale=stale, unknown=unknown, opted_out=opted_out)
 
 
@@ -421,11 +442,18 @@ def accounts_by_sender(
     """The account owning each sender phone number id; an unknown (or missing) id falls back to
     `default_account` if that account exists, else None (its replies cannot be applied)."""
     with db.session() as session:
-        rows = session.execute(
-            select(SenderNumber.phone_number_id, SenderNumber.account_id).where(
-                SenderNumber.phone_number_id.in_([i for i in phone_number_ids if i])
-            )
+        return sender_accounts(session, phone_number_ids, default_account=default_account)
+
+
+def sender_accounts(
+    session: Session, phone_number_ids: Collection[str | None], *, default_account: str
+) -> dict[str | None, str | None]:
+    """`accounts_by_sender` inside the caller's transaction."""
+    rows = session.execute(
+        select(SenderNumber.phone_number_id, SenderNumber.account_id).where(
+            SenderNumber.phone_number_id.in_([i for i in phone_number_ids if i])
         )
-        known = {phone_number_id: account_id for phone_number_id, account_id in rows}
-        fallback = session.scalar(select(Account.id).where(Account.id == default_account))
+    )
+    known = {phone_number_id: account_id for phone_number_id, account_id in rows}
+    fallback = session.scalar(select(Account.id).where(Account.id == default_account))
     return {i: known.get(i, fallback) if i else fallback for i in phone_number_ids}
