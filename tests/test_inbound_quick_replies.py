@@ -3,8 +3,8 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from whatsapp_campaigns.api.webhooks import parse_webhook
 from whatsapp_campaigns.whatsapp.inbound import quick_reply_payload
+from whatsapp_campaigns.whatsapp.webhook_payloads import parse_webhook
 
 CONTEXT = {"from": "12025550100", "id": "wamid.ours"}
 
