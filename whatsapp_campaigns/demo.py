@@ -230,3 +230,18 @@ def print_summary(result: DemoResult, console: Console) -> None:
         f"  report: campaigns report {result.campaign_id} --out report.csv"
         f"   status: campaigns status {result.campaign_id}"
     )
+    if urls.sandbox is not None:  # Meta's account webhooks, played by the sandbox (SPEC §9)
+        console.print(
+            f"  play Meta: curl -X POST {urls.sandbox}/sandbox/templates/order_update/status "
+            """-H 'Content-Type: application/json' -d '{"status": "PAUSED"}'"""
+            "  (its running campaigns pause; APPROVED again, then resume)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"             curl -X POST {urls.sandbox}/sandbox/numbers/sandbox-sender-1/throughput "
+            """-H 'Content-Type: application/json' -d '{"level": "HIGH"}'"""
+            "  (campaigns senders list: 1,000 msg/s)",
+            highlight=False,
+            soft_wrap=True,
+        )

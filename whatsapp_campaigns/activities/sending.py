@@ -58,6 +58,7 @@ class SendActivities:
         self._reconcile_window = reconcile_window
         self._template_cache_seconds = template_cache_seconds
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
+        self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendResult:
@@ -159,9 +160,15 @@ class SendActivities:
         cached = self._templates.get(key)
         if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
             return cached[1]
-        template = await asyncio.to_thread(catalog.get_template, self._db, *key)
-        self._templates[key] = (time.monotonic(), template)
-        return template
+        # One read per expiry: hundreds of sends in flight must not each queue a store read
+        # (and wait behind each other in the thread pool) when the cached template expires.
+        async with self._template_reads.setdefault(key, asyncio.Lock()):
+            cached = self._templates.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
+                return cached[1]
+            template = await asyncio.to_thread(catalog.get_template, self._db, *key)
+            self._templates[key] = (time.monotonic(), template)
+            return template
 
     async def _failed(self, job: SendJob, error: ProviderError) -> ApplicationError:
         """Record the failed attempt and say how Temporal should retry it."""

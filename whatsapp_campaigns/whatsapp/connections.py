@@ -53,6 +53,9 @@ class AccountProviders:
         if cached is not None and time.monotonic() - cached[0] < REFRESH_SECONDS:
             return cached[2]
         async with self._lock:
+            cached = self._cache.get(account_id)  # read by a caller that held the lock first
+            if cached is not None and time.monotonic() - cached[0] < REFRESH_SECONDS:
+                return cached[2]
             credentials = await asyncio.to_thread(
                 connections.get_credentials, self._db, self._box, account_id
             )
