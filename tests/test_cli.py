@@ -134,7 +134,7 @@ def test_templates_list_runs_without_temporal(db: Database) -> None:
     seed_sandbox(db)
     invoke(["templates", "sync"], store_env(db))
     listed = ok_json(invoke(["templates", "list", "--json"], store_env(db) | TEMPORAL_DOWN))
-    assert len(listed) == 4
+    assert len(listed) == len(SANDBOX_TEMPLATES)
 
 
 def test_credits_run_without_temporal(db: Database) -> None:

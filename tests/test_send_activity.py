@@ -4,6 +4,7 @@ activity is cancelled while WhatsApp answers (SPEC §4 rule 12)."""
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import update
@@ -15,10 +16,12 @@ from whatsapp_campaigns.domain.engine import SendMessageInput
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import CampaignRow, MessageRow
-from whatsapp_campaigns.whatsapp.provider import ProviderError, TemplateSend
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
 ACCEPTED_ID = "wamid.accepted-while-cancelled"
 
@@ -92,6 +95,13 @@ def _cancel_campaign(db: Database, message_id: int) -> str:
         return message.campaign_id
 
 
+def _activities(db: Database, whatsapp: SlowWhatsApp) -> SendActivities:
+    """The send activity, every account calling `whatsapp`."""
+    settings = Settings(CAMPAIGNS_DATABASE_URL=db.url)
+    providers = AccountProviders(settings, db, shared=cast(Provider, whatsapp))
+    return SendActivities(db, providers, reconcile_window=timedelta(seconds=30))
+
+
 def _message(db: Database, message_id: int) -> MessageRow:
     with db.session() as session:
         row = session.get(MessageRow, message_id)
@@ -103,7 +113,7 @@ async def test_a_send_cancelled_while_whatsapp_accepts_it_ends_sent_not_cancelle
     db: Database, whatsapp: SlowWhatsApp
 ) -> None:
     message_id = _queued_message(db, throughput_backoff=0.02)
-    activities = SendActivities(db, whatsapp, reconcile_window=timedelta(seconds=30))
+    activities = _activities(db, whatsapp)
     env = _environment()
     send = asyncio.create_task(
         env.run(activities.send_message, SendMessageInput(campaign_id="", message_id=message_id))
@@ -134,7 +144,7 @@ async def test_a_send_cancelled_while_it_waits_out_a_throughput_limit_stops_at_o
     db: Database, whatsapp: SlowWhatsApp
 ) -> None:
     message_id = _queued_message(db, throughput_backoff=10)  # waits 5 to 15 s
-    activities = SendActivities(db, whatsapp, reconcile_window=timedelta(seconds=30))
+    activities = _activities(db, whatsapp)
     env = _environment()
     send = asyncio.create_task(
         env.run(activities.send_message, SendMessageInput(campaign_id="", message_id=message_id))

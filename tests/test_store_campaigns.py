@@ -81,7 +81,7 @@ def test_create_draft_with_an_unknown_sender_is_invalid(account: Database) -> No
 
 def test_create_draft_with_another_accounts_sender_is_invalid(account: Database) -> None:
     seed_account(account, "other")
-    with pytest.raises(InvalidInput, match="belongs to another account"):
+    with pytest.raises(InvalidInput, match="unknown sender number other-sender-1 for account"):
         campaigns.create_draft(account, ACCOUNT, draft(sender_phone_number_id="other-sender-1"))
 
 

@@ -408,6 +408,7 @@ async def test_healthz_answers_ok_with_an_empty_backlog(client: Client) -> None:
 
 
 @pytest.mark.usefixtures("applier_down")
+@pytest.mark.usefixtures("applier_down")
 async def test_healthz_and_metrics_show_webhooks_waiting(client: Client, app: FastAPI) -> None:
     for _ in range(2):
         await _post(client, webhook_body(statuses=[]))
