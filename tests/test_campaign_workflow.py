@@ -28,8 +28,10 @@ INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: a workflow a failed test leaves behind (with activities
+    outstanding) would otherwise stop the clock of every test after it."""
     test_server = shutil.which("temporal-test-server") or str(
         Path(__file__).parents[1] / ".venv" / "bin" / "temporal-test-server"
     )
