@@ -18,14 +18,12 @@ import random
 import resource
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import text
+from scratch_store import migrated_store
 
 from whatsapp_campaigns.store.audiences import import_audience_csv
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Account, OptOut
 
 ACCOUNT = "bench"
@@ -115,38 +113,14 @@ def main() -> None:
                 continue
             timings = []
             for _ in range(args.repeat):
-                with tempfile.TemporaryDirectory() as tmp:
-                    if backend == "sqlite":
-                        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-                        upgrade(url)
-                        timings.append(run(url, csv_path, opted_out))
-                    else:
-                        timings.append(_run_postgres(args.postgres_url, csv_path, opted_out))
+                with migrated_store(backend, args.postgres_url) as url:
+                    timings.append(run(url, csv_path, opted_out))
             elapsed, rows, counts, _ = min(timings)
             peak = max(t[3] for t in timings)
             print(
                 f"{backend}: {rows} rows in {elapsed:.2f}s = {rows / elapsed:,.0f} rows/s "
                 f"(best of {args.repeat}; {counts}); peak RSS {peak:.0f} MiB"
             )
-
-
-def _run_postgres(
-    base_url: str, csv_path: Path, opted_out: list[str]
-) -> tuple[float, int, str, float]:
-    """A private schema, migrated, dropped afterwards: the bench leaves the server clean."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = Database(base_url)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        separator = "&" if "?" in base_url else "?"
-        url = f"{base_url}{separator}options=-csearch_path%3D{schema}"
-        upgrade(url)
-        return run(url, csv_path, opted_out)
-    finally:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -14,19 +14,15 @@ check each), wall clock and this process's CPU time (the machine may be shared);
 import argparse
 import csv
 import io
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-from sqlalchemy import text
+from scratch_store import migrated_store
 
 from whatsapp_campaigns.domain.models import CampaignDraft
 from whatsapp_campaigns.store import campaigns, catalog, preflight
 from whatsapp_campaigns.store.audiences import import_audience_csv
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
-from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.recipient_checks import check_audience_values
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import PROMO_MEDIA, SANDBOX_TEMPLATES
 
@@ -104,13 +100,8 @@ def main() -> None:
             continue
         results = []
         for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                if backend == "sqlite":
-                    url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-                    upgrade(url)
-                    results.append(run(url, data))
-                else:
-                    results.append(_run_postgres(args.postgres_url, data))
+            with migrated_store(backend, args.postgres_url) as url:
+                results.append(run(url, data))
         result = min(results, key=lambda r: float(r["check"]))
         rate = float(result["checked"]) / float(result["check"])
         print(
@@ -121,23 +112,6 @@ def main() -> None:
             f"{result['invalid']:,} of {result['checked']:,} invalid ({result['rules']}); "
             f"refused: {bool(result['refused'])}; best of {args.repeat} by check time"
         )
-
-
-def _run_postgres(base_url: str, data: bytes) -> dict[str, float | int | str]:
-    """A private schema, migrated, dropped afterwards: the bench leaves the server clean."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = Database(base_url)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        separator = "&" if "?" in base_url else "?"
-        url = f"{base_url}{separator}options=-csearch_path%3D{schema}"
-        upgrade(url)
-        return run(url, data)
-    finally:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
