@@ -6,14 +6,17 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
+from temporalio.client import Client
 
 from tests.api_helpers import (
     ACCOUNT,
+    UnusedTemporal,
     api_client,
     draft_body,
     make_settings,
@@ -23,8 +26,9 @@ from tests.api_helpers import (
     seed_messages,
 )
 from whatsapp_campaigns.api.app import create_app
-from whatsapp_campaigns.domain.models import CampaignDraft
+from whatsapp_campaigns.domain.models import CampaignDraft, Progress
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.starter import CampaignsClient, CampaignUnavailable
 from whatsapp_campaigns.store import accounts, campaigns, listing
 from whatsapp_campaigns.store.db import Database
 
@@ -428,3 +432,29 @@ async def test_scheduling_while_temporal_is_unreachable_is_503(db: Database) -> 
         response = await api.post(f"/campaigns/{created.json()['id']}/launch")
     assert response.status_code == 503
     assert response.json() == {"detail": "Temporal is unreachable; try again"}
+
+
+class _BusyWorkflowClient(CampaignsClient):
+    """A client whose campaign workflow never takes the command (its worker is down)."""
+
+    async def pause(
+        self, campaign_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> Progress:
+        raise CampaignUnavailable(f"cannot pause campaign {campaign_id} now: nothing was changed")
+
+
+async def test_a_command_the_workflow_does_not_take_is_503_with_retry_after(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(db)
+    settings = make_settings(db)
+    client = _BusyWorkflowClient(cast(Client, UnusedTemporal()), db, settings)
+    app = create_app(settings, db, campaigns_client=client)
+    async with _asgi(app) as api:
+        created = await api.post("/campaigns", json=draft_body())
+        campaign_id = created.json()["id"]
+        response = await api.post(f"/campaigns/{campaign_id}/pause")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "nothing was changed" in response.json()["detail"]
+    assert any("503 POST" in r.getMessage() for r in caplog.records)

@@ -39,7 +39,7 @@ def _declared_size_within_limit(request: Request, settings: SettingsDep) -> None
 
 def _too_large(limit: int) -> HTTPException:
     return HTTPException(
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        status.HTTP_413_CONTENT_TOO_LARGE,
         f"the upload is over {limit:,} bytes (CAMPAIGNS_AUDIENCE_MAX_BYTES)",
     )
 
