@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser test lint typecheck unit demo bench bench-webhooks screenshots clean
+.PHONY: venv browser promtool test lint typecheck unit demo bench bench-webhooks screenshots clean
 
 venv: $(STAMP)
 
@@ -14,22 +14,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The dashboard's browser tests drive Debian's Chromium through Playwright (never a browser
-# that Playwright downloads). Installed here when missing: apt-get needs root (or sudo -n).
+# Tools some tests drive come from Debian, never downloaded by a test: Chromium for the
+# dashboard's browser tests (through Playwright) and promtool (package `prometheus`) for the
+# alert rules' unit tests. Installed here when missing: apt-get needs root (or sudo -n);
+# without them those tests are skipped.
 CHROMIUM ?= /usr/bin/chromium
-APT_PACKAGES := chromium fonts-dejavu-core
-browser:
-	@if [ -x "$(CHROMIUM)" ]; then :; \
+# $(call apt_install,COMMAND,PACKAGES): install PACKAGES unless COMMAND is already there.
+define apt_install
+	@if command -v $(1) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $(APT_PACKAGES); \
+			--no-install-recommends $(2); \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $(APT_PACKAGES); \
+			--no-install-recommends $(2); \
 	else \
-		echo "make browser: $(CHROMIUM) is missing and installing it needs root:" \
-			"run 'sudo apt-get install chromium' (browser tests are skipped until then)" >&2; \
+		echo "make: $(1) is missing and installing it needs root:" \
+			"run 'sudo apt-get install $(2)' (what needs it is skipped until then)" >&2; \
 	fi
+endef
+
+browser:
+	$(call apt_install,$(CHROMIUM),chromium fonts-dejavu-core)
+
+promtool:
+	$(call apt_install,promtool,prometheus)
 
 lint: venv
 	$(BIN)/ruff check whatsapp_campaigns tests bench
@@ -41,7 +50,7 @@ lint: venv
 PYTEST_ARGS ?= -q
 TREE_STATE := git status --porcelain --untracked-files=all 2>/dev/null; \
 	git diff --binary 2>/dev/null | cksum
-test: lint browser
+test: lint browser promtool
 	@before="$$($(TREE_STATE))"; \
 	$(BIN)/pytest $(PYTEST_ARGS) || exit $$?; \
 	if [ "$$before" != "$$($(TREE_STATE))" ]; then \
@@ -62,18 +71,9 @@ bench: venv
 # The webhook ingest bench posts with wrk (Debian package `wrk`), installed here when missing
 # (apt-get needs root or sudo -n), against PostgreSQL at BENCH_POSTGRES_URL.
 BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-BENCH_APT_PACKAGES := wrk
 bench-webhooks: venv
-	@if command -v wrk >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $(BENCH_APT_PACKAGES); \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $(BENCH_APT_PACKAGES); \
-	else \
-		echo "make bench-webhooks: wrk is missing: run 'sudo apt-get install wrk'" >&2; exit 1; \
-	fi
+	$(call apt_install,wrk,wrk)
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench-webhooks: wrk is needed" >&2; exit 1; }
 	$(BIN)/python bench/webhook_ingest.py --postgres-url $(BENCH_POSTGRES_URL)
 
 clean:
