@@ -757,6 +757,17 @@ def test_requeue_failed_retries_the_senders_messaging_limit_but_not_real_blocks(
     ]
 
 
+def test_requeue_failed_leaves_recipients_whose_template_values_failed_our_checks(
+    account: Database,
+) -> None:
+    """Their values are the same in a new run: it would send them to WhatsApp unchecked."""
+    campaign_id, (checked_out, refused_by_whatsapp) = _queued(account, 2)
+    _set(account, checked_out, status="failed", error_class="template", error_title="no image")
+    _fail(account, refused_by_whatsapp, ErrorClass.TEMPLATE, final=True, code=132000)
+    assert messages.requeue_failed(account, campaign_id) == 1
+    assert _statuses(account, [checked_out, refused_by_whatsapp]) == [M.FAILED, M.QUEUED]
+
+
 def test_requeue_failed_skips_messages_whatsapp_accepted_then_failed(account: Database) -> None:
     """A `failed` webhook after `sent`: the message has a provider id, so it is not resent."""
     campaign_id, (message_id,) = _queued(account)

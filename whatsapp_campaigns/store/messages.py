@@ -491,11 +491,10 @@ def finish_pending(
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-# Failures that a new run may fix: generic failures, the deadline, and the sender's messaging
-# limit. Invalid contacts, blocks and template errors would fail the same way again.
-RETRIABLE_FINAL_STATUSES = (MessageStatus.FAILED, MessageStatus.BLOCKED)
-
-
+# Failures that a new run may fix: generic failures, the deadline, the sender's messaging limit
+# and WhatsApp's own errors. Invalid contacts and blocks would fail the same way again, and so
+# would a recipient whose template values failed our checks (class `template`, no WhatsApp code:
+# the retry run reuses the same values and would send them to WhatsApp unchecked).
 def requeue_failed(db: Database, campaign_id: str) -> int:
     """Put the retriable failed messages of a finished campaign back in `queued` for a new run."""
     with db.session() as session:
@@ -503,7 +502,13 @@ def requeue_failed(db: Database, campaign_id: str) -> int:
             update(MessageRow)
             .where(
                 MessageRow.campaign_id == campaign_id,
-                (MessageRow.status == MessageStatus.FAILED.value)
+                (
+                    (MessageRow.status == MessageStatus.FAILED.value)
+                    & ~(
+                        (MessageRow.error_class == ErrorClass.TEMPLATE.value)
+                        & MessageRow.error_code.is_(None)
+                    )
+                )
                 | (
                     (MessageRow.status == MessageStatus.BLOCKED.value)
                     & (MessageRow.error_class == ErrorClass.MESSAGING_LIMITED.value)
