@@ -89,7 +89,7 @@ async def test_during_an_error_burst_every_send_is_refused_with_503_and_none_acc
 async def test_a_lost_answer_is_a_502_for_a_send_that_was_accepted(
     sandbox: tuple[httpx.AsyncClient, SandboxEmulator],
 ) -> None:
-    client, emulator = sandbox
+    client, _ = sandbox
     await client.put("/sandbox/faults", json={"lost_answers": 1.0})
     answer = await client.post(SEND_URL, json=send_body(), headers=TOKEN)
     assert (answer.status_code, answer.text) == (502, "Bad Gateway")
