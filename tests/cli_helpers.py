@@ -6,9 +6,7 @@ import contextlib
 import csv
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,9 +16,9 @@ import httpx
 from typer.testing import CliRunner, Result
 
 from whatsapp_campaigns.cli import app
+from whatsapp_campaigns.processes import CAMPAIGNS as CAMPAIGNS
+from whatsapp_campaigns.processes import free_port as free_port
 from whatsapp_campaigns.settings import get_settings
-
-CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
 
 
 def invoke(args: Sequence[str], env: dict[str, str], *, stdin: str | None = None) -> Result:
@@ -61,13 +59,6 @@ def write_audience_csv(path: Path, phones: Sequence[str]) -> Path:
         for index, phone in enumerate(phones):
             writer.writerow([phone, f"Customer {index}", f"A{index}"])
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:

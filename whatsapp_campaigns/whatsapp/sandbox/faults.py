@@ -180,22 +180,33 @@ class FaultyWebhookSink:
             await close()
 
 
-def sandbox_stats(emulator: SandboxEmulator, faults: SandboxFaults | None) -> dict[str, Any]:
-    """Accepted sends per recipient (wa_id digits) and per sender and calendar second (UTC
-    epoch seconds), the faults played, and the webhooks still to be posted."""
+def sandbox_stats(
+    emulator: SandboxEmulator, faults: SandboxFaults | None, *, recipients: bool = True
+) -> dict[str, Any]:
+    """Accepted sends per sender and calendar second (UTC epoch seconds), the faults played,
+    the webhooks still to be posted; with `recipients`, the accepted sends per recipient (wa_id
+    digits) and, for those messaged more than once, the time (epoch) of each accepted send."""
     sends = list(emulator.accepted_sends)
     per_second: dict[str, Counter[int]] = {}
     for send in sends:
         per_second.setdefault(send.sender_phone_number_id, Counter())[int(send.at.timestamp())] += 1
     sink = emulator.webhook_sink
     postponed = sink.pending if isinstance(sink, FaultyWebhookSink) else 0
-    return {
+    stats: dict[str, Any] = {
         "accepted": len(sends),
-        "recipients": dict(Counter(send.to for send in sends)),
         "per_second": {sender: dict(seconds) for sender, seconds in per_second.items()},
         "faults": asdict(faults.counts) if faults is not None else {},
         "webhooks_pending": emulator.pending_webhooks + postponed,
     }
+    if recipients:
+        counts = Counter(send.to for send in sends)
+        stats["recipients"] = dict(counts)
+        stats["repeated"] = {
+            to: [send.at.timestamp() for send in sends if send.to == to]
+            for to, count in counts.items()
+            if count > 1
+        }
+    return stats
 
 
 def fault_routes(emulator: SandboxEmulator, faults: SandboxFaults) -> APIRouter:
@@ -203,9 +214,10 @@ def fault_routes(emulator: SandboxEmulator, faults: SandboxFaults) -> APIRouter:
     router = APIRouter(prefix="/sandbox", tags=["sandbox control"])
 
     @router.get("/stats")
-    async def stats() -> dict[str, Any]:
-        """Accepted sends per recipient and per second, faults played, webhooks owed."""
-        return sandbox_stats(emulator, faults)
+    async def stats(recipients: bool = True) -> dict[str, Any]:
+        """Accepted sends per second (and per recipient unless `recipients=false`), faults
+        played, webhooks still owed."""
+        return sandbox_stats(emulator, faults, recipients=recipients)
 
     @router.get("/faults")
     async def current() -> FaultSwitches:
