@@ -5,7 +5,6 @@ CAMPAIGNS_TEST_POSTGRES_URL is set, else SQLite) while every fault of the schedu
 on it. The promise: no message lost, nobody messaged twice, no message left unsettled, the
 campaign completed."""
 
-
 import pytest
 
 from tests.conftest import POSTGRES_URL
