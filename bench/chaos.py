@@ -34,9 +34,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from whatsapp_campaigns.chaos.faults import DEFAULT_SCHEDULE, FAULTS
 from whatsapp_campaigns.chaos.figures import table
-from whatsapp_campaigns.chaos.run import ChaosOptions, run_chaos
+from whatsapp_campaigns.chaos.run import ChaosError, ChaosOptions, run_chaos
+from whatsapp_campaigns.processes import ProcessError
 
 SOAK_RECIPIENTS = 100_000
 
@@ -52,6 +55,9 @@ def main() -> None:
         default=os.environ.get("BENCH_POSTGRES_URL"),
         help="PostgreSQL server for the store's private schema (default: BENCH_POSTGRES_URL;"
         " none: a SQLite file, and no connection-termination fault)",
+    )
+    parser.add_argument(
+        "--sqlite", action="store_true", help="a SQLite store instead of PostgreSQL"
     )
     parser.add_argument(
         "--faults",
@@ -70,11 +76,14 @@ def main() -> None:
             recipients=SOAK_RECIPIENTS if args.soak else args.recipients,
             workers=args.workers,
             rate=args.rate,
-            postgres_url=args.postgres_url,
+            postgres_url=None if args.sqlite else args.postgres_url,
             faults=[name.strip() for name in args.faults.split(",") if name.strip()],
         )
         started = datetime.now(UTC)
-        figures = asyncio.run(run_chaos(options))
+        try:
+            figures = asyncio.run(run_chaos(options))
+        except (ChaosError, ProcessError, OperationalError) as error:
+            sys.exit(f"chaos: {error}")
         load = os.getloadavg()
         print()
         print(
