@@ -86,7 +86,7 @@ async def _campaign_under_faults(stack: ChaosStack, options: ChaosOptions) -> Fi
     status = await _wait_for_end(stack, campaign_id, deadline)
     finished = time.time()
     await _settle(stack)
-    stats = await stack.sandbox_stats(recipients=True)
+    stats = await stack.sandbox_stats(detail=True)
     outcomes = await asyncio.to_thread(stack.outcomes, campaign_id)
     per_second = {
         int(second): count

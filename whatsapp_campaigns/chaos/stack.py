@@ -300,9 +300,10 @@ class ChaosStack:
 
     # ------------------------------------------------------------------------- the sandbox
 
-    async def sandbox_stats(self, *, recipients: bool = False) -> dict[str, Any]:
+    async def sandbox_stats(self, *, detail: bool = False) -> dict[str, Any]:
+        """GET /sandbox/stats; `detail`: per second and per recipient too (costly)."""
         async with httpx.AsyncClient(base_url=self.sandbox_url, timeout=30.0) as client:
-            answer = await client.get("/sandbox/stats", params={"recipients": recipients})
+            answer = await client.get("/sandbox/stats", params={"detail": detail})
             answer.raise_for_status()
             stats: dict[str, Any] = answer.json()
             return stats
