@@ -89,7 +89,8 @@ def main() -> None:
         print(
             f"chaos run {started:%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores,"
             f" load average {load[0]:.1f} at the end; {options.workers} workers, store"
-            f" {'PostgreSQL' if options.postgres_url else 'SQLite'}; logs in {work_dir}"
+            f" {'PostgreSQL' if options.postgres_url else 'SQLite'};"
+            + (f" logs in {work_dir}" if args.work_dir else " keep the logs with --work-dir")
         )
         print()
         print(table(figures))
