@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser promtool test lint typecheck unit demo bench bench-webhooks screenshots clean
+.PHONY: venv browser promtool test lint typecheck unit demo bench bench-webhooks chaos screenshots clean
 
 venv: $(STAMP)
 
@@ -75,6 +75,13 @@ bench-webhooks: venv
 	$(call apt_install,wrk,wrk)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench-webhooks: wrk is needed" >&2; exit 1; }
 	$(BIN)/python bench/webhook_ingest.py --postgres-url $(BENCH_POSTGRES_URL)
+
+# The chaos suite: a 20,000-recipient campaign on the real multi-process stack while workers,
+# Temporal, the store's connections, the API and WhatsApp (the sandbox) fail; prints the figures
+# per fault. PostgreSQL at BENCH_POSTGRES_URL; CHAOS_ARGS="--soak" for 100,000 recipients.
+CHAOS_ARGS ?=
+chaos: venv
+	$(BIN)/python bench/chaos.py --postgres-url $(BENCH_POSTGRES_URL) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache campaigns.db* .campaigns

@@ -6,21 +6,19 @@ import contextlib
 import csv
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 from typer.testing import CliRunner, Result
 
 from whatsapp_campaigns.cli import app
+from whatsapp_campaigns.processes import CAMPAIGNS as CAMPAIGNS
+from whatsapp_campaigns.processes import ChildProcess, http_ready
+from whatsapp_campaigns.processes import free_port as free_port
 from whatsapp_campaigns.settings import get_settings
-
-CAMPAIGNS = str(Path(sys.executable).parent / "campaigns")
 
 
 def invoke(args: Sequence[str], env: dict[str, str], *, stdin: str | None = None) -> Result:
@@ -63,13 +61,6 @@ def write_audience_csv(path: Path, phones: Sequence[str]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """This environment without the settings a developer may have exported, plus `overrides`."""
     env = {
@@ -90,35 +81,14 @@ def serving(
     output: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`campaigns ARGS` as a subprocess, once `ready_url` answers; stopped with SIGTERM.
-    `output`: a file that keeps its stdout and stderr (default: a pipe, left unread)."""
+    `output`: a file that keeps its stdout and stderr (default: a temporary one)."""
     with contextlib.ExitStack() as files:
-        sink = files.enter_context(output.open("wb")) if output else subprocess.PIPE
-        process = subprocess.Popen(
-            [CAMPAIGNS, *args], env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+        log = output or Path(files.enter_context(tempfile.TemporaryDirectory())) / "output.log"
+        name = f"campaigns {' '.join(args)}"
+        child = ChildProcess(name, [CAMPAIGNS, *args], env, log, http_ready(ready_url))
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    if output is not None:
-                        said = output.read_text(errors="replace")
-                    else:
-                        said = process.stdout.read().decode() if process.stdout else ""
-                    raise AssertionError(f"campaigns {' '.join(args)} exited: {said}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(ready_url, timeout=1.0).status_code < 500:
-                        break
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{ready_url} did not answer in {timeout} s")
-                time.sleep(0.2)
-            yield process
+            child.start(timeout)
+            assert child.process is not None
+            yield child.process
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            child.stop()

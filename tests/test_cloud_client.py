@@ -137,6 +137,30 @@ async def test_a_body_that_is_not_json_is_classified_by_its_status() -> None:
     await client.aclose()
 
 
+async def test_a_gateways_5xx_leaves_the_outcome_unknown() -> None:
+    """A proxy's 502 may hide a send WhatsApp accepted (the chaos suite's lost answers)."""
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda request: httpx.Response(502, text="Bad gateway"))
+    )
+    provider = CloudApiProvider("https://graph.example", VERSION, TOKEN, client=client)
+    with pytest.raises(ProviderError) as raised:
+        await provider.send_template(message())
+    assert raised.value.outcome_unknown
+    await client.aclose()
+
+
+async def test_metas_own_503_is_a_refusal_with_a_known_outcome() -> None:
+    body = {"error": {"message": "Service temporarily unavailable", "code": 2}}
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda request: httpx.Response(503, json=body))
+    )
+    provider = CloudApiProvider("https://graph.example", VERSION, TOKEN, client=client)
+    with pytest.raises(ProviderError) as raised:
+        await provider.send_template(message())
+    assert (raised.value.error_class, raised.value.outcome_unknown) == (ErrorClass.TRANSIENT, False)
+    await client.aclose()
+
+
 # ------------------------------------------------------------------- against the sandbox
 
 

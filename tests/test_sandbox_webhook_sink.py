@@ -67,3 +67,24 @@ async def test_the_standalone_sandbox_server_without_a_webhook_url_posts_nothing
     emulator = sandbox_emulator(webhook_url=None, app_secret="s")
     assert emulator.webhook_sink is None
     await emulator.aclose()
+
+
+async def test_a_webhook_outlasts_an_api_restart_as_metas_retries_do() -> None:
+    """The API refused (or was down for) the first four posts, 3.5 s: the fifth gets through."""
+    answers = iter([503, 503, 503, 503, 200])
+    received: list[int] = []
+
+    async def restarting_api(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        received.append(status)
+        return httpx.Response(status)
+
+    sink = BoundedHttpWebhookSink(
+        "http://api.test/webhooks/whatsapp", "secret", transport=httpx.MockTransport(restarting_api)
+    )
+    try:
+        await sink.deliver(b"{}", {})
+    finally:
+        await sink.aclose()
+
+    assert received == [503, 503, 503, 503, 200]

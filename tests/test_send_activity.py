@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 from sqlalchemy import update
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from tests.store_helpers import ACCOUNT, seed_account, seed_audience, seed_campaign, seed_messages
@@ -22,6 +23,7 @@ from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import CampaignRow, MessageRow
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
+from whatsapp_campaigns.whatsapp.wire import provider_error
 
 ACCEPTED_ID = "wamid.accepted-while-cancelled"
 
@@ -70,6 +72,23 @@ def _queued_message(db: Database, *, throughput_backoff: float) -> int:
     return message
 
 
+class AnswerLostWhatsApp:
+    """Accepts every send, but a gateway in between answers 502 Bad Gateway."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str | None] = []
+
+    async def send_template(self, message: TemplateSend) -> str:
+        self.accepted.append(message.biz_opaque_callback_data)
+        raise provider_error(502, "<html>Bad Gateway</html>")
+
+    async def list_templates(self, business_account_id: str) -> list[Template]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
 @pytest.fixture
 def whatsapp() -> SlowWhatsApp:
     return SlowWhatsApp()
@@ -95,7 +114,7 @@ def _cancel_campaign(db: Database, message_id: int) -> str:
         return message.campaign_id
 
 
-def _activities(db: Database, whatsapp: SlowWhatsApp) -> SendActivities:
+def _activities(db: Database, whatsapp: SlowWhatsApp | AnswerLostWhatsApp) -> SendActivities:
     """The send activity, every account calling `whatsapp`."""
     settings = Settings(CAMPAIGNS_DATABASE_URL=db.url)
     providers = AccountProviders(settings, db, shared=cast(Provider, whatsapp))
@@ -157,3 +176,23 @@ async def test_a_send_cancelled_while_it_waits_out_a_throughput_limit_stops_at_o
 
     assert whatsapp.calls == 1
     assert _message(db, message_id).provider_message_id is None
+
+
+async def test_a_send_whose_answer_a_gateway_lost_waits_for_its_webhook_before_any_resend(
+    db: Database,
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = AnswerLostWhatsApp()
+    env = _environment()
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(
+            _activities(db, whatsapp).send_message,
+            SendMessageInput(campaign_id="", message_id=message_id),
+        )
+
+    assert not raised.value.non_retryable  # Temporal tries again later...
+    assert _message(db, message_id).status == MessageStatus.SENDING
+    # ...and that attempt waits for the "sent" webhook instead of sending a second time.
+    again = messages.start_attempt(db, message_id, reconcile_window=timedelta(seconds=30))
+    assert again.job is None and again.unresolved_since is not None
+    assert whatsapp.accepted == [str(message_id)]

@@ -36,6 +36,7 @@ from temporalio.client import Client
 
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.metrics import make_runtime
+from whatsapp_campaigns.processes import temporal_dev_server_command
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter import CampaignsClient
 from whatsapp_campaigns.store import webhook_inbox
@@ -50,7 +51,6 @@ from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 from whatsapp_campaigns.whatsapp.template_sync import sync_templates
 from whatsapp_campaigns.workers.main import WorkerSet, build_workers
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -290,28 +290,14 @@ class DevStack:
 
     def _start_temporal(self) -> None:
         options = self.options
-        command = [
+        command = temporal_dev_server_command(
             temporal_binary(),
-            "server",
-            "start-dev",
-            "--ip",
             options.host,
-            "--port",
-            str(options.temporal_port),
-            "--db-filename",
-            str(options.data_dir / "temporal.db"),
-            "--namespace",
+            options.temporal_port,
+            options.data_dir / "temporal.db",
             self.settings.temporal_namespace,
-            "--log-level",
-            "warn",
-        ]
-        if options.ui_port is None:
-            command.append("--headless")
-        else:
-            command += ["--ui-port", str(options.ui_port), "--ui-disable-news-fetch"]
-        for key in ALL_SEARCH_ATTRIBUTES:
-            kind = key.indexed_value_type.name.removeprefix("INDEXED_VALUE_TYPE_").title()
-            command += ["--search-attribute", f"{key.name}={kind}"]
+            ui_port=options.ui_port,
+        )
         log.info("starting %s", " ".join(command))
         self._temporal_log = self.temporal_log.open("ab")
         self._temporal = subprocess.Popen(

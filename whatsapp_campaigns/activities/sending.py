@@ -185,8 +185,9 @@ class SendActivities:
             code=error.code,
             title=error.title,
             final=final,
-            # No HTTP answer at all: WhatsApp may have accepted it; reconcile before resending.
-            outcome_unknown=error_class is ErrorClass.TRANSIENT and error.http_status is None,
+            # No answer from WhatsApp itself (none at all, or a gateway's 5xx): it may have
+            # accepted the message; reconcile before sending again.
+            outcome_unknown=error_class is ErrorClass.TRANSIENT and error.outcome_unknown,
         )
         metrics.record_send(status)  # latency already observed by time_send (if called)
         metrics.record_send_error(error_class)  # and a rate-limit hit if it is one

@@ -85,12 +85,59 @@ def sandbox(
             "only the tokens it issued (default: any non-empty token)."
         ),
     ] = None,
+    error_bursts_every: Annotated[
+        float, typer.Option(help="Fault: a burst of 503 refusals every this many seconds.")
+    ] = 0.0,
+    error_burst_seconds: Annotated[
+        float, typer.Option(help="Fault: length of one 503 burst, seconds.")
+    ] = 3.0,
+    lost_answers: Annotated[
+        float,
+        typer.Option(help="Fault: fraction of accepted sends answered 502 (the answer lost)."),
+    ] = 0.0,
+    duplicate_webhooks: Annotated[
+        float, typer.Option(help="Fault: fraction of status webhooks posted twice.")
+    ] = 0.0,
+    reorder_webhooks: Annotated[
+        float,
+        typer.Option(help="Fault: fraction of webhooks held back until the next one overtook."),
+    ] = 0.0,
+    drop_webhooks: Annotated[
+        float,
+        typer.Option(help="Fault: fraction of webhooks whose first post is lost (then retried)."),
+    ] = 0.0,
+    webhook_delay_max: Annotated[
+        float, typer.Option(help="Fault: random extra delay before each webhook, up to seconds.")
+    ] = 0.0,
+    webhook_retry_after: Annotated[
+        float, typer.Option(help="Fault: seconds before a dropped webhook's retry.")
+    ] = 5.0,
 ) -> None:
     """Serve the WhatsApp Cloud API sandbox over HTTP (SPEC §7), for CAMPAIGNS_PROVIDER=cloud
-    with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN."""
+    with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN. The fault
+    switches (off by default) can also be changed while it runs: PUT /sandbox/faults."""
+    from pydantic import ValidationError
+
+    from whatsapp_campaigns.whatsapp.sandbox.faults import FaultSwitches
     from whatsapp_campaigns.whatsapp.sandbox.server import run_sandbox_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        faults = FaultSwitches(
+            error_bursts_every=error_bursts_every,
+            error_burst_seconds=error_burst_seconds,
+            lost_answers=lost_answers,
+            duplicate_webhooks=duplicate_webhooks,
+            reorder_webhooks=reorder_webhooks,
+            drop_webhooks=drop_webhooks,
+            webhook_delay_max=webhook_delay_max,
+            webhook_retry_after=webhook_retry_after,
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        logging.getLogger(__name__).error("refused fault switch %s: %s", option, problem["msg"])
+        fail(f"{option}: {problem['msg']}")
     if webhook_url is None:
         errors.print("no --webhook-url: status webhooks are not sent", highlight=False)
     run_sandbox_server(
@@ -102,6 +149,7 @@ def sandbox(
         latency=latency,
         webhook_delay=webhook_delay,
         access_token=os.environ.get(accept_token_env) if accept_token_env else None,
+        faults=faults,
     )
 
 

@@ -35,13 +35,17 @@ class ProviderError(Exception):
         code: int | None = None,
         http_status: int | None = None,
         details: str | None = None,
+        outcome_unknown: bool | None = None,
     ) -> None:
+        """`outcome_unknown`: WhatsApp may have accepted the message after all (default: when
+        there was no HTTP answer at all)."""
         super().__init__(f"{title} (code {code}, HTTP {http_status}): {details or ''}".strip())
         self.error_class = error_class
         self.title = title
         self.code = code
         self.http_status = http_status
         self.details = details
+        self.outcome_unknown = http_status is None if outcome_unknown is None else outcome_unknown
 
 
 class Provider(Protocol):

@@ -98,7 +98,15 @@ def provider_error(http_status: int | None, payload: object) -> ProviderError:
         if http_status is not None and 200 <= http_status < 300:
             # Accepted or not? Nobody can tell: as for a timeout, the webhooks will say.
             return ProviderError(classify(None, None), title, http_status=None)
-        return ProviderError(classify(None, http_status), title, http_status=http_status)
+        # A 5xx without Meta's error body comes from a proxy or gateway, which may have lost
+        # the answer to a send WhatsApp accepted: unknown too (found by the chaos suite:
+        # sending again at once sent such messages twice).
+        return ProviderError(
+            classify(None, http_status),
+            title,
+            http_status=http_status,
+            outcome_unknown=http_status is not None and http_status >= 500,
+        )
     code = _int_or_none(error.get("code"))
     message = str(error.get("message") or error.get("title") or "WhatsApp error")
     error_data = error.get("error_data")

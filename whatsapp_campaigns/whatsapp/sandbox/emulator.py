@@ -528,6 +528,11 @@ class SandboxEmulator:
             except Exception:
                 log.warning("sandbox webhook delivery failed", exc_info=True)
 
+    @property
+    def pending_webhooks(self) -> int:
+        """Accepted messages whose status webhooks are still being posted."""
+        return len(self._tasks)
+
     async def drain_webhooks(self) -> None:
         """Wait until every scheduled webhook was delivered (or failed)."""
         while self._tasks:

@@ -13,12 +13,18 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from whatsapp_campaigns.domain.models import TemplateStatus
 from whatsapp_campaigns.whatsapp.sandbox import errors
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxResponse
+from whatsapp_campaigns.whatsapp.sandbox.faults import (
+    FaultSwitches,
+    FaultyWebhookSink,
+    SandboxFaults,
+    fault_routes,
+)
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_APP_SECRET, SANDBOX_SENDER_ID
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import BoundedHttpWebhookSink
 
@@ -33,7 +39,10 @@ class ThroughputChange(BaseModel):
     level: str  # STANDARD | HIGH
 
 
-def create_sandbox_app(emulator: SandboxEmulator) -> FastAPI:
+def create_sandbox_app(emulator: SandboxEmulator, faults: SandboxFaults | None = None) -> FastAPI:
+    """`faults`: the fault switches in force (default: all off, switchable at /sandbox/faults)."""
+    faults = faults or SandboxFaults()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -45,14 +54,15 @@ def create_sandbox_app(emulator: SandboxEmulator) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.include_router(fault_routes(emulator, faults))
+
     @app.post("/{version}/{phone_number_id}/messages")
-    async def send_message(version: str, phone_number_id: str, request: Request) -> JSONResponse:
+    async def send_message(version: str, phone_number_id: str, request: Request) -> Response:
         try:
             body: object = await request.json()
         except ValueError:
             body = None
-        answer = await emulator.send(phone_number_id, body, access_token=_bearer(request))
-        return _json(answer)
+        return await faults.answer_send(emulator, phone_number_id, body, _bearer(request))
 
     @app.get("/{version}/{waba_id}/message_templates")
     async def list_templates(
@@ -106,10 +116,12 @@ def run_sandbox_server(
     latency: float = 0.0,
     webhook_delay: float = 0.3,
     access_token: str | None = None,
+    faults: FaultSwitches | None = None,
 ) -> None:
-    """Serve the sandbox until interrupted; status webhooks go to `webhook_url`, signed with
-    `app_secret` (none without a URL); `rate` overrides the sandbox sender's messages/s;
-    `access_token`: the only bearer token accepted (default: any)."""
+    """Serve the sandbox until interrupted, with the fault switches `faults`; status webhooks
+    go to `webhook_url`, signed with `app_secret` (none without a URL); `rate` overrides the
+    sandbox sender's messages/s; `access_token`: the only bearer token accepted (default: any)."""
+    played = SandboxFaults(faults or FaultSwitches())
     emulator = sandbox_emulator(
         webhook_url=webhook_url,
         app_secret=app_secret,
@@ -117,10 +129,15 @@ def run_sandbox_server(
         latency=latency,
         webhook_delay=webhook_delay,
         access_token=access_token,
+        faults=played,
     )
     # No access log: at hundreds of sends a second it would drown everything else.
     uvicorn.run(
-        create_sandbox_app(emulator), host=host, port=port, log_level="info", access_log=False
+        create_sandbox_app(emulator, played),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
     )
 
 
@@ -132,10 +149,16 @@ def sandbox_emulator(
     latency: float = 0.0,
     webhook_delay: float = 0.3,
     access_token: str | None = None,
+    faults: SandboxFaults | None = None,
 ) -> SandboxEmulator:
     """The standalone server's emulator: its webhooks go out through the same bounded sink as
-    the dev stack's (a few connections, the other posts waiting their turn)."""
-    sink = BoundedHttpWebhookSink(webhook_url, app_secret) if webhook_url else None
+    the dev stack's (a few connections, the other posts waiting their turn), through the
+    webhook fault switches of `faults` when given."""
+    sink: BoundedHttpWebhookSink | FaultyWebhookSink | None = None
+    if webhook_url:
+        sink = BoundedHttpWebhookSink(webhook_url, app_secret)
+        if faults is not None:
+            sink = FaultyWebhookSink(sink, faults)
     emulator = SandboxEmulator(
         latency=latency,
         webhook_sink=sink,

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 # Webhook POSTs in flight at once from one sandbox; the rest wait their turn.
 WEBHOOK_CONNECTIONS = 8
+# Meta retries a webhook its receiver did not take for days; the sandbox's bounded sink keeps
+# trying for about a minute (0.5, 1, 2, 4, then every 5 s), long enough to outlast an API
+# restart, so that a restart does not lose the statuses posted meanwhile.
+WEBHOOK_ATTEMPTS = 16
+WEBHOOK_MAX_BACKOFF = 5.0
 
 
 class WebhookSink(Protocol):
@@ -45,6 +50,7 @@ class HttpWebhookSink:
         *,
         attempts: int = 4,
         backoff: float = 0.5,
+        max_backoff: float | None = None,
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -52,6 +58,7 @@ class HttpWebhookSink:
         self._app_secret = app_secret
         self._attempts = max(1, attempts)
         self._backoff = backoff
+        self._max_backoff = max_backoff
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
@@ -71,7 +78,8 @@ class HttpWebhookSink:
                 )
                 return
             log.info("webhook to %s failed (%s), retrying", self.url, problem)
-            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            wait = self._backoff * 2 ** (attempt - 1)
+            await asyncio.sleep(min(wait, self._max_backoff or wait))
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -80,9 +88,10 @@ class HttpWebhookSink:
 
 class BoundedHttpWebhookSink:
     """The sandbox's webhooks over a few keep-alive connections, the other posts waiting their
-    turn here. (httpx's own pool scans every connection and every waiting request on each
-    request: with hundreds of webhooks a second in flight that scan took most of the process's
-    CPU, and the demo sent at a third of the sender's rate.) Both the dev stack and the
+    turn here, each retried for about a minute as Meta would (WEBHOOK_ATTEMPTS). (httpx's own
+    pool scans every connection and every waiting request on each request: with hundreds of
+    webhooks a second in flight that scan took most of the process's CPU, and the demo sent at
+    a third of the sender's rate.) Both the dev stack and the
     standalone `campaigns sandbox` server post through it."""
 
     def __init__(
@@ -96,7 +105,13 @@ class BoundedHttpWebhookSink:
         self.connections = connections
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._client = httpx.AsyncClient(limits=limits, timeout=10.0, transport=transport)
-        self._sink = HttpWebhookSink(url, app_secret, client=self._client)
+        self._sink = HttpWebhookSink(
+            url,
+            app_secret,
+            attempts=WEBHOOK_ATTEMPTS,
+            max_backoff=WEBHOOK_MAX_BACKOFF,
+            client=self._client,
+        )
         self._slots = asyncio.Semaphore(connections)
 
     @property
