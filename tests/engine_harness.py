@@ -26,22 +26,13 @@ from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import ordinary_numbers as ordinary_numbers
 from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
 from whatsapp_campaigns.workers.main import build_workers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
 ORDINARY = "+12025550199"  # any number that is not magic is accepted, delivered, read
-
-
-def ordinary_numbers(n: int, start: int = 1000) -> list[str]:
-    """Valid US numbers outside the magic +1 202 555 01xx range: +1 202 555 1000 onwards,
-    then the exchanges after 555 (enough for millions of recipients)."""
-    numbers = []
-    for k in range(start, start + n):
-        exchange, line = divmod(k, 10_000)
-        numbers.append(f"+1202{555 + exchange}{line:04d}")
-    return numbers
 
 
 @dataclass
