@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    String,
     and_,
     bindparam,
     case,
@@ -282,21 +283,13 @@ def claim_attempt(
     ):
         return AttemptStart(unresolved_since=row.sending_at)
     claimed = connection.execute(
-        update(MessageRow)
-        # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks
-        # this after the row lock), only one gets the message.
-        .where(
-            MessageRow.id == message_id,
-            MessageRow.status == row.message_status,
-            MessageRow.attempts == row.attempts,
-            MessageRow.provider_message_id.is_(None),
-        )
-        .values(
-            status=MessageStatus.SENDING.value,
-            attempts=MessageRow.attempts + 1,
-            sending_at=now,
-            updated_at=now,
-        )
+        _CLAIM,
+        {
+            "message_id": message_id,
+            "read_status": row.message_status,
+            "read_attempts": row.attempts,
+            "now": now,
+        },
     )
     if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
         return AttemptStart(unresolved_since=now)
@@ -392,6 +385,44 @@ _SEND_JOB_QUERY = (
     .where(MessageRow.id == bindparam("message_id"))
 )
 
+# The hot statements of every send, built once with bound parameters: building them per call
+# (values and cache key) cost more CPU than running them.
+_NOW = bindparam("now", type_=MessageRow.__table__.c.updated_at.type)
+_CLAIM = (
+    update(MessageRow)
+    # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks this after
+    # the row lock), only one gets the message.
+    .where(
+        MessageRow.id == bindparam("message_id"),
+        MessageRow.status == bindparam("read_status"),
+        MessageRow.attempts == bindparam("read_attempts"),
+        MessageRow.provider_message_id.is_(None),
+    )
+    .values(
+        status=MessageStatus.SENDING.value,
+        attempts=MessageRow.attempts + 1,
+        sending_at=_NOW,
+        updated_at=_NOW,
+    )
+)
+_BECOMES_SENT = (
+    MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
+    | given_up_before_accepted()
+)
+_STORE_ACCEPTED = (
+    update(MessageRow)
+    .where(MessageRow.id == bindparam("message_id"))
+    .values(
+        provider_message_id=func.coalesce(
+            MessageRow.provider_message_id, bindparam("accepted_id", type_=String())
+        ),
+        sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
+        updated_at=_NOW,
+        **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
+    )
+    .returning(MessageRow.provider_message_id, MessageRow.status)
+)
+
 
 def record_accepted(db: Database, message_id: int, provider_message_id: str) -> MessageStatus:
     """Store WhatsApp's message id and mark the message `sent`, in one statement.
@@ -410,21 +441,9 @@ def store_accepted(
     connection: Connection, message_id: int, provider_message_id: str
 ) -> MessageStatus:
     """`record_accepted` within the caller's transaction (see `claim_attempt`)."""
-    now = utcnow()
-    becomes_sent = (
-        MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
-        | given_up_before_accepted()
-    )
     stored = connection.execute(
-        update(MessageRow)
-        .where(MessageRow.id == message_id)
-        .values(
-            provider_message_id=func.coalesce(MessageRow.provider_message_id, provider_message_id),
-            sent_at=case((becomes_sent, now), else_=MessageRow.sent_at),
-            updated_at=now,
-            **reopened_if(becomes_sent, MessageStatus.SENT),
-        )
-        .returning(MessageRow.provider_message_id, MessageRow.status)
+        _STORE_ACCEPTED,
+        {"message_id": message_id, "accepted_id": provider_message_id, "now": utcnow()},
     ).one_or_none()
     if stored is None:
         raise LookupError(f"message {message_id} not found")
