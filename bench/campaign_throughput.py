@@ -313,7 +313,9 @@ def seed_campaigns(db: Database, opts: Options) -> list[str]:
     return ids
 
 
-async def run_campaigns(server: DevServer, opts: Options, workdir: Path) -> RunResult:
+async def run_campaigns(
+    server: DevServer, opts: Options, workdir: Path, code: Path | None = None
+) -> RunResult:
     backend = "postgresql" if opts.postgres_url else "sqlite"
     with migrated_store(backend, opts.postgres_url) as db_url:
         db = Database(db_url)
@@ -339,6 +341,7 @@ async def run_campaigns(server: DevServer, opts: Options, workdir: Path) -> RunR
             ],
             opts.worker_processes,
             log_dir,
+            code,
         )
         pids = [w.pid for w in workers]
         pause_to_quiet: float | None = None
@@ -381,7 +384,7 @@ async def run_campaigns(server: DevServer, opts: Options, workdir: Path) -> RunR
         events, runs, trouble, by_type = await history_figures(client, [h.id for h in handles])
         trouble |= warnings_in(log_dir, WORKER_WARNINGS)
     return RunResult(
-        kind="campaign",
+        kind="campaign" if code is None else f"campaign ({code.name})",
         messages=opts.recipients,
         seconds=elapsed,
         events=events,
@@ -442,30 +445,35 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
                 for group in runs[0].cpu
             },
         }
-    if "bare fan-out" in by_kind and "campaign" in by_kind:
-        pairs = zip(by_kind["campaign"], by_kind["bare fan-out"], strict=False)
+    for kind, runs in by_kind.items():
+        if kind == "bare fan-out" or "bare fan-out" not in by_kind:
+            continue
+        pairs = zip(runs, by_kind["bare fan-out"], strict=False)
         ratios = [c.rate / b.rate for c, b in pairs]
-        summary["ratio_each_run"] = [round(r, 3) for r in ratios]
-        summary["ratio_median"] = round(statistics.median(ratios), 3)
+        summary[kind]["ratio_to_bare_each_round"] = [round(r, 3) for r in ratios]
+        summary[kind]["ratio_to_bare_median"] = round(statistics.median(ratios), 3)
     return summary
 
 
-async def main_async(opts: Options, repeat: int, skip_bare: bool) -> dict[str, Any]:
+async def main_async(
+    opts: Options, repeat: int, skip_bare: bool, compare_with: Path | None
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
     with dev_server(workdir) as server:
         print(f"dev server {server.version.splitlines()[0]} at {server.address}")
         for round_ in range(1, repeat + 1):
-            kinds = (
-                [("campaign", run_campaigns)]
-                if skip_bare
-                else [("bare fan-out", run_bare), ("campaign", run_campaigns)]
-            )
+            kinds: list[tuple[str, Callable[..., Awaitable[RunResult]], tuple[Any, ...]]] = []
+            if not skip_bare:
+                kinds.append(("bare fan-out", run_bare, ()))
+            kinds.append(("campaign", run_campaigns, ()))
+            if compare_with is not None:
+                kinds.append((f"campaign ({compare_with.name})", run_campaigns, (compare_with,)))
             if round_ % 2 == 0:  # alternate which goes first: neither always gets a fresh server
                 kinds.reverse()
-            for kind, run in kinds:
+            for kind, run, extra in kinds:
                 print(f"  round {round_}: {kind} (load average {load_average()})")
-                result = await run(server, opts, workdir)
+                result = await run(server, opts, workdir, *extra)
                 print("   ", json.dumps(result.row()))
                 results.append(result)
         machine = {
@@ -488,6 +496,13 @@ def main() -> None:
     parser.add_argument("--provider", choices=["noop", "sandbox"], default="noop")
     parser.add_argument("--postgres-url", default=None, help="the store on PostgreSQL instead")
     parser.add_argument("--pause-at-half", action="store_true", help="single campaign: pause 3 s")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="a folder holding another whatsapp_campaigns (e.g. `git archive` of an older "
+        "commit): its campaign runs in every round too, on the same server",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     opts = Options(
@@ -499,7 +514,7 @@ def main() -> None:
         postgres_url=args.postgres_url,
         pause_at_half=args.pause_at_half,
     )
-    report = asyncio.run(main_async(opts, args.repeat, args.skip_bare))
+    report = asyncio.run(main_async(opts, args.repeat, args.skip_bare, args.compare_with))
     print(json.dumps(report["summary"], indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))

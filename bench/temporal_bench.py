@@ -99,10 +99,12 @@ def dev_server(workdir: Path) -> Iterator[DevServer]:
 
 
 def start_workers(
-    arguments: Sequence[str], count: int, log_dir: Path
+    arguments: Sequence[str], count: int, log_dir: Path, code: Path | None = None
 ) -> list[subprocess.Popen[str]]:
     """`count` processes of `bench/throughput_worker.py ARGUMENTS`, each polling once it has
-    printed "ready". Their logs go to LOG_DIR/worker-N.log (the bench scans them for warnings)."""
+    printed "ready". Their logs go to LOG_DIR/worker-N.log (the bench scans them for warnings).
+    `code`: a folder holding another version of the `whatsapp_campaigns` package to run."""
+    env = os.environ | ({"PYTHONPATH": str(code)} if code is not None else {})
     processes = []
     for index in range(count):
         log = (log_dir / f"worker-{index}.log").open("w")
@@ -111,6 +113,7 @@ def start_workers(
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            env=env,
         )
         processes.append(process)
     for process in processes:
