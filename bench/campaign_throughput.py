@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -158,6 +158,12 @@ async def history_figures(
                 by_type[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")] += 1
                 if event.event_type in TASK_TROUBLE:
                     trouble[TASK_TROUBLE[event.event_type]] += 1
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                    kind = TimeoutType.Name(
+                        event.workflow_task_timed_out_event_attributes.timeout_type
+                    )
+                    key = f"timed out: {kind.removeprefix('TIMEOUT_TYPE_')}"
+                    trouble[key] = trouble.get(key, 0) + 1
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                     cause = WorkflowTaskFailedCause.Name(
                         event.workflow_task_failed_event_attributes.cause
