@@ -88,6 +88,7 @@ class Options:
     numbers: int
     worker_processes: int
     provider: str
+    shape: str
     postgres_url: str | None
     pause_at_half: bool
 
@@ -344,6 +345,8 @@ async def run_campaigns(
                 db_url,
                 "--provider",
                 opts.provider,
+                "--shape",
+                opts.shape,
             ],
             opts.worker_processes,
             log_dir,
@@ -500,6 +503,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of bare + campaign")
     parser.add_argument("--skip-bare", action="store_true", help="the campaign only")
     parser.add_argument("--provider", choices=["noop", "sandbox"], default="noop")
+    parser.add_argument(
+        "--shape",
+        choices=["activity", "local_activity"],
+        default="activity",
+        help="the campaign's send mode (CAMPAIGNS_SEND_MODE)",
+    )
     parser.add_argument("--postgres-url", default=None, help="the store on PostgreSQL instead")
     parser.add_argument("--pause-at-half", action="store_true", help="single campaign: pause 3 s")
     parser.add_argument(
@@ -517,6 +526,7 @@ def main() -> None:
         numbers=args.numbers,
         worker_processes=args.worker_processes,
         provider=args.provider,
+        shape=args.shape,
         postgres_url=args.postgres_url,
         pause_at_half=args.pause_at_half,
     )

@@ -74,6 +74,7 @@ async def serve_campaigns(args: argparse.Namespace, stop: asyncio.Event) -> None
         CAMPAIGNS_DATABASE_URL=args.db_url,
         CAMPAIGNS_TASK_QUEUE=args.task_queue,
         TEMPORAL_ADDRESS=args.address,
+        CAMPAIGNS_SEND_MODE=args.shape,
     )
     db = Database(settings.database_url)
     client = await connect(settings)
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="fanout: each queue's msg/s")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per send")
     parser.add_argument("--provider", choices=["noop", "sandbox"], default="noop")
+    parser.add_argument("--shape", choices=["activity", "local_activity"], default="activity")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
 
