@@ -262,10 +262,28 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
         cpu = meter.seconds()
     finally:
         stop_workers(workers)
+    return await run_result(
+        "bare fan-out", client, handles, log_dir, opts, elapsed, cpu, rss, shares
+    )
+
+
+async def run_result(
+    kind: str,
+    client: Client,
+    handles: Sequence[WorkflowHandle[Any, Any]],
+    log_dir: Path,
+    opts: Options,
+    elapsed: float,
+    cpu: dict[str, float],
+    rss: list[float],
+    shares: list[float],
+    pause_to_quiet: float | None = None,
+) -> RunResult:
+    """The run's figures, with its workflows' histories and its workers' logs read."""
     events, runs, trouble, by_type = await history_figures(client, [h.id for h in handles])
     trouble |= warnings_in(log_dir, WORKER_WARNINGS)
     return RunResult(
-        kind="bare fan-out",
+        kind=kind,
         messages=opts.recipients,
         seconds=elapsed,
         events=events,
@@ -276,6 +294,7 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
         trouble=trouble,
         events_by_type={k: round(v / opts.recipients, 3) for k, v in by_type.items()},
         shares=shares if opts.campaigns > 1 else [],
+        pause_to_quiet=pause_to_quiet,
     )
 
 
@@ -390,21 +409,9 @@ async def run_campaigns(
             stop_workers(workers)
             db.dispose()
         assert sum(final) == opts.recipients, f"sent {sum(final)} of {opts.recipients}"
-        events, runs, trouble, by_type = await history_figures(client, [h.id for h in handles])
-        trouble |= warnings_in(log_dir, WORKER_WARNINGS)
-    return RunResult(
-        kind="campaign" if code is None else f"campaign ({code.name})",
-        messages=opts.recipients,
-        seconds=elapsed,
-        events=events,
-        runs=runs,
-        cpu=cpu,
-        peak_rss_mib=max(rss, default=0.0),
-        rss_samples_mib=rss,
-        trouble=trouble,
-        events_by_type={k: round(v / opts.recipients, 3) for k, v in by_type.items()},
-        shares=shares if opts.campaigns > 1 else [],
-        pause_to_quiet=pause_to_quiet,
+    kind = "campaign" if code is None else f"campaign ({code.name})"
+    return await run_result(
+        kind, client, handles, log_dir, opts, elapsed, cpu, rss, shares, pause_to_quiet
     )
 
 

@@ -9,6 +9,7 @@ Imported by the worker process (which registers them) and by the driver (which s
 """
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -51,15 +52,7 @@ class BareFanout:
             next_id += 1
         await workflow.wait_condition(lambda: self._pending == 0)
         if end < input.total:
-            workflow.continue_as_new(
-                FanoutInput(
-                    total=input.total,
-                    task_queue=input.task_queue,
-                    window=input.window,
-                    per_run=input.per_run,
-                    done=end,
-                )
-            )
+            workflow.continue_as_new(dataclasses.replace(input, done=end))
         return end
 
     def _start(self, message_id: int, task_queue: str) -> None:
