@@ -11,7 +11,9 @@ Each caller still gets its own answer only after its write is committed, so the 
 do not change: a message is claimed in the store before WhatsApp is called, and its
 WhatsApp id is stored before the activity reports success. If one write of a group raises,
 the group is rolled back and each write is run again in a transaction of its own, so that
-the error reaches its caller alone.
+the error reaches its caller alone. That also covers PostgreSQL choosing a group as the
+victim of a deadlock with a transaction that locks the same rows in another order (the
+webhook applier, which retries its own batch when it is the one chosen).
 """
 
 import asyncio
@@ -35,9 +37,8 @@ class GroupedWrites:
         self._max_group = max_group
         self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._committing = False
-        self._task: asyncio.Task[None] | None = (
-            None  # held: a task only weakly referenced may vanish
-        )
+        # The committing task, held: the loop keeps only a weak reference to it.
+        self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # committed so far (for tests and benchmarks)
 
     async def run(self, write: Callable[[Connection], _T]) -> _T:
