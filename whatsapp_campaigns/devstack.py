@@ -64,6 +64,9 @@ WEBHOOK_DRAIN_SECONDS = 3.0
 WEBHOOK_SETTLE_POLL_SECONDS = 0.1
 # Any non-empty token opens the sandbox; the worker sends it as a real client would.
 SANDBOX_ACCESS_TOKEN = "dev-stack"
+# The dev server's dynamic config, as deploy/temporal/dynamicconfig.yaml sets it in production:
+# fairness keys and weights on a task queue (campaigns sharing a number, SPEC §11).
+TEMPORAL_DYNAMIC_CONFIG = ("--dynamic-config-value", "matching.enableFairness=true")
 
 
 class StackError(Exception):
@@ -304,6 +307,7 @@ class DevStack:
             self.settings.temporal_namespace,
             "--log-level",
             "warn",
+            *TEMPORAL_DYNAMIC_CONFIG,
         ]
         if options.ui_port is None:
             command.append("--headless")

@@ -1,10 +1,9 @@
-"""The worker: runs CampaignWorkflow, the lifecycle activities, and one rate-limited send
-worker per sender number (`send_workers.py`: numbers added, removed or re-rated are picked up
-while it runs).
+"""The worker: runs CampaignWorkflow, the lifecycle activities, and a send worker per sender
+number in use (`send_workers.py`: numbers added, removed or re-rated are picked up while it runs).
 
-Sends for a sender go to that sender's own task queue, whose server-side rate limit
-(`max_task_queue_activities_per_second`) is the sender's messages per second: Temporal enforces
-it across every campaign and every worker process, so workers scale out without breaking it.
+Sends for a sender go to that sender's own task queue, whose rate the Temporal server holds
+(set with UpdateTaskQueueConfig, `queue_rates.py`): it is enforced across every campaign and
+every worker process, so workers scale out without breaking it.
 """
 
 import asyncio
@@ -67,8 +66,9 @@ def build_workers(
     providers: AccountProviders,
     senders: list[Sender] | None = None,
 ) -> WorkerSet:
-    """The campaign worker plus one send worker per sender: the store's numbers, re-read every
-    CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and benchmarks)."""
+    """The campaign worker plus one send worker per sender number in use: the store's numbers,
+    re-read every CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and
+    benchmarks)."""
     executor = ThreadPoolExecutor(
         max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
     )
@@ -110,6 +110,7 @@ def build_workers(
             sending,
             lambda: catalog.list_senders(db),
             refresh=settings.sender_refresh_seconds,
+            numbers_in_use=lambda: catalog.numbers_in_use(db),
         )
     return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 
