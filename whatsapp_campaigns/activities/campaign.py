@@ -13,6 +13,7 @@ from whatsapp_campaigns.domain.engine import (
     RescheduleChange,
     StatusChange,
 )
+from whatsapp_campaigns.domain.models import DEFAULT_SEND_PRIORITY
 from whatsapp_campaigns.domain.statuses import MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import accounts, campaigns, catalog, messages, preflight
@@ -30,6 +31,9 @@ class CampaignActivities:
         try:
             campaign = campaigns.get_campaign(self._db, campaign_id)
             sender = catalog.get_sender(self._db, campaign.sender_phone_number_id)
+            template = catalog.get_template(
+                self._db, campaign.account_id, campaign.template_name, campaign.language
+            )
         except NotFound as error:
             raise ApplicationError(str(error), type="NotFound", non_retryable=True) from error
         return CampaignSnapshot(
@@ -40,6 +44,8 @@ class CampaignActivities:
             send_at=campaign.send_at,
             sender_phone_number_id=campaign.sender_phone_number_id,
             sender_rate_per_second=sender.rate_per_second,
+            # A missing template fails the preflight; until then it ranks as marketing.
+            send_priority=(template.category.send_priority if template else DEFAULT_SEND_PRIORITY),
             send_mode=self._settings.send_mode,
             policy=campaign.policy,
             timeline=campaigns.get_timeline(self._db, campaign_id),

@@ -30,6 +30,7 @@ from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
+from whatsapp_campaigns.workers.queue_rates import QueueRates
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
 
@@ -111,6 +112,7 @@ def build_workers(
             lambda: catalog.list_senders(db),
             refresh=settings.sender_refresh_seconds,
             numbers_in_use=lambda: catalog.numbers_in_use(db),
+            rates=QueueRates(client, factor=settings.server_rate_factor),
         )
     return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 

@@ -6,8 +6,10 @@ Temporal server for its send task queue (`QueueRates`: the server holds it acros
 process, a change applies without a restart), and a number gets a worker while a campaign that
 may still send uses it (`queued`, `sending`, `paused`) and loses it when none does. So a worker
 polls as many queues as there are numbers in use, whatever the count of registered numbers, and
-a number added a moment ago is served at the next re-read. A worker is started only once its
-queue's rate is set: a queue without a rate would not be paced at all.
+a number added a moment ago is served at the next re-read. A worker also asks for the rate
+when it starts polling (`max_task_queue_activities_per_second`, which the server applies until
+its own configured rate exists), so a queue is paced even while Temporal refuses the
+configuration call (the time-skipping test server does not implement it).
 """
 
 import asyncio
@@ -92,11 +94,7 @@ class SendWorkers:
         await self._queue_rates.apply(
             {self._queue(number): rate for number, rate in registered.items()}
         )
-        wanted = {
-            number
-            for number in registered
-            if number in in_use and self._queue_rates.applied(self._queue(number))
-        }
+        wanted = {number for number in registered if number in in_use}
         async with self._changing:
             if self._stopping.is_set():  # shut down while the store was read
                 return
@@ -126,6 +124,7 @@ class SendWorkers:
             task_queue=self._queue(number),
             activities=[self._sending.send_message],
             max_concurrent_activities=MAX_CONCURRENT_SENDS,
+            max_task_queue_activities_per_second=self._queue_rates.server_rate(self._rates[number]),
         )
         task = asyncio.create_task(worker.run(), name=f"send-worker-{number}")
         self._running[number] = _Running(worker=worker, task=task)
