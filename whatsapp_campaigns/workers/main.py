@@ -99,10 +99,11 @@ def build_workers(
         activity_executor=executor,
         max_concurrent_activities=CONTROL_ACTIVITY_THREADS,
     )
+    rates = QueueRates(client, factor=settings.server_rate_factor)
     if senders is not None:
         fixed = list(senders)
         send_workers = SendWorkers(
-            client, settings.task_queue, sending, lambda: fixed, refresh=None
+            client, settings.task_queue, sending, lambda: fixed, refresh=None, rates=rates
         )
     else:
         send_workers = SendWorkers(
@@ -112,7 +113,7 @@ def build_workers(
             lambda: catalog.list_senders(db),
             refresh=settings.sender_refresh_seconds,
             numbers_in_use=lambda: catalog.numbers_in_use(db),
-            rates=QueueRates(client, factor=settings.server_rate_factor),
+            rates=rates,
         )
     return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 
