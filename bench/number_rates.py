@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import TaskQueueType
@@ -42,8 +43,11 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.devstack import TEMPORAL_DYNAMIC_CONFIG, temporal_binary
+from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.whatsapp.sandbox.throughput import CalendarSecondLimit
+from whatsapp_campaigns.workers.send_workers import SendWorkers
 
 KEY_DEFAULT_RPS = 10.0  # the shared queue's per-key default; a number's weight = rate / this
 
@@ -194,6 +198,53 @@ def _sustained(times: Sequence[float]) -> float:
     return statistics.median(full) if full else 0.0
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _Sending:
+    """What SendWorkers needs of SendActivities: the send activity."""
+
+    send_message = staticmethod(send_message)
+
+
+async def footprint(client: Client, registered: int, *, only_in_use: bool) -> dict[str, object]:
+    """The project's SendWorkers with `registered` numbers, one of them in use: send workers
+    started, RSS growth of this process, time for the first re-read (rates set on the server)."""
+    base = f"bench-fp-{uuid.uuid4().hex[:6]}"
+    senders = [
+        Sender(phone_number_id=f"n{i}", account_id="a", display_number="+12025550111")
+        for i in range(registered)
+    ]
+    before = rss_mib()
+    started = time.monotonic()
+    workers = SendWorkers(
+        client,
+        base,
+        cast(SendActivities, _Sending()),
+        lambda: senders,
+        refresh=None,
+        numbers_in_use=(lambda: {"n0"}) if only_in_use else None,
+    )
+    await workers.sync()
+    first_read = time.monotonic() - started
+    await asyncio.sleep(2)  # pollers up
+    grown = rss_mib() - before
+    served = len(workers.rates)
+    await workers.shutdown()
+    return {
+        "registered": registered,
+        "workers_only_in_use": only_in_use,
+        "send_workers": served,
+        "rss_growth_mib": round(grown, 1),
+        "first_read_s": round(first_read, 2),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=80)
@@ -204,6 +255,7 @@ async def main() -> None:
     parser.add_argument("--designs", default="queue,key")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument("--footprint", action="store_true", help="pollers/RSS, 1 vs 1,000 numbers")
     args = parser.parse_args()
     extra = list(TEMPORAL_DYNAMIC_CONFIG)
     if args.partitions is not None:
@@ -223,6 +275,11 @@ async def main() -> None:
         runtime=Runtime(telemetry=TelemetryConfig()),
     )
     try:
+        if args.footprint:
+            for registered, only_in_use in ((1, True), (1000, True), (1, False), (200, False)):
+                outcome = await footprint(env.client, registered, only_in_use=only_in_use)
+                print(json.dumps(outcome), flush=True)
+            return
         for _ in range(args.repeat):
             for factor in [float(f) for f in args.factors.split(",")]:
                 for design in args.designs.split(","):
