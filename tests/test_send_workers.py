@@ -127,3 +127,14 @@ async def test_a_campaign_on_a_number_added_after_the_worker_started_completes(
         final = await asyncio.wait_for(engine.run(campaign_id), timeout=60)
     assert final.status is CampaignStatus.COMPLETED
     assert final.total == 20
+
+
+async def test_a_campaign_that_starts_sending_is_served_before_the_next_re_read(
+    dev_server: WorkflowEnvironment, db_url: str
+) -> None:
+    # A re-read every 10 minutes: only the campaign's own start can get its number a worker.
+    async with running_engine(dev_server.client, db_url, sender_refresh_seconds=600) as engine:
+        campaign_id = await engine.campaign(ordinary_numbers(20))
+        final = await asyncio.wait_for(engine.run(campaign_id), timeout=120)
+    assert final.status is CampaignStatus.COMPLETED
+    assert final.total == 20

@@ -1,6 +1,8 @@
 """Activities of the campaign lifecycle: read the campaign, preflight, record status changes,
 page message ids, count, settle what is left, release credits. All store I/O, no sending."""
 
+from collections.abc import Callable
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -14,17 +16,24 @@ from whatsapp_campaigns.domain.engine import (
     StatusChange,
 )
 from whatsapp_campaigns.domain.models import DEFAULT_SEND_PRIORITY
-from whatsapp_campaigns.domain.statuses import MessageStatus
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import accounts, campaigns, catalog, messages, preflight
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import ActionRefused, NotFound
 
+STATUSES_THAT_SEND = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
+
 
 class CampaignActivities:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, on_sending: Callable[[], None] | None = None
+    ) -> None:
+        """`on_sending`: called (in the activity's thread) once a campaign is `queued` or
+        `sending`, so that the process serves its number at once (SPEC §11)."""
         self._db = db
         self._settings = settings
+        self._on_sending = on_sending
 
     @activity.defn(name="load_campaign")
     def load_campaign(self, campaign_id: str) -> CampaignSnapshot:
@@ -81,6 +90,8 @@ class CampaignActivities:
             # The workflow is the authority on the status; a store that disagrees is a bug:
             # fail loudly once rather than retry forever.
             raise ApplicationError(str(error), type="ActionRefused", non_retryable=True) from error
+        if self._on_sending is not None and entry.to_status in STATUSES_THAT_SEND:
+            self._on_sending()
         activity.logger.info(
             "campaign %s: %s -> %s (%s)",
             change.campaign_id,

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -73,7 +74,14 @@ def build_workers(
     executor = ThreadPoolExecutor(
         max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
     )
-    lifecycle = CampaignActivities(db, settings)
+    # The send workers are built below; a campaign that starts sending wakes them.
+    wake: list[Callable[[], None]] = []
+
+    def on_sending() -> None:
+        for send_workers_wake in wake:
+            send_workers_wake()
+
+    lifecycle = CampaignActivities(db, settings, on_sending=on_sending)
     sending = SendActivities(
         db,
         providers,
@@ -115,6 +123,7 @@ def build_workers(
             numbers_in_use=lambda: catalog.numbers_in_use(db),
             rates=rates,
         )
+    wake.append(send_workers.wake)
     return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 
 

@@ -63,6 +63,8 @@ class SendWorkers:
         self._running: dict[str, _Running] = {}
         self._rates: dict[str, int] = {}
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._changing = asyncio.Lock()  # one sync (or the shutdown) at a time
 
     @property
@@ -72,16 +74,32 @@ class SendWorkers:
 
     async def run(self) -> None:
         """Serve the numbers until `shutdown`; a failed re-read is logged and retried."""
+        self._loop = asyncio.get_running_loop()
         await self.sync()
         while self._refresh is not None and not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._refresh)
+                await asyncio.wait_for(self._stopping_or_woken(), self._refresh)
+            self._woken.clear()
             if self._stopping.is_set():
                 break
             try:
                 await self.sync()
             except Exception:  # the store may be restarting: keep the workers, try again
                 log.exception("sender numbers not re-read; keeping the current send workers")
+
+    def wake(self) -> None:
+        """Re-read the numbers now rather than at the next refresh: a campaign of this process
+        has just started sending (its number may need a worker). Safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._woken.set)
+
+    async def _stopping_or_woken(self) -> None:
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, self._woken)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def sync(self) -> None:
         """Set the rates, then start or stop workers so that they match the numbers in use."""
