@@ -4,7 +4,9 @@ in step with the store while the process runs (SPEC §11).
 Every `refresh` seconds the store is read again: each registered number's rate is set on the
 Temporal server for its send task queue (`QueueRates`: the server holds it across every worker
 process, a change applies without a restart), and a number gets a worker while a campaign that
-may still send uses it (`queued`, `sending`, `paused`) and loses it when none does. So a worker
+may still send uses it (`queued`, `sending`, `paused`) and loses it when none does; a campaign
+that starts sending in this process wakes the loop (`wake`) so that its number is served at
+once. So a worker
 polls as many queues as there are numbers in use, whatever the count of registered numbers, and
 a number added a moment ago is served at the next re-read. A worker also asks for the rate
 when it starts polling (`max_task_queue_activities_per_second`, which the server applies until
