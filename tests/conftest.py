@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.servers import temporal_cli
+from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
@@ -87,6 +88,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         dev_server_existing_path=temporal_cli(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=list(TEMPORAL_DYNAMIC_CONFIG),
     )
     yield env
     await env.shutdown()

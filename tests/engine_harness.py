@@ -133,6 +133,7 @@ async def running_engine(
     send_mode: str = "activity",
     sender_refresh_seconds: float | None = None,
     provider: Provider | None = None,
+    server_rate_factor: float = 1.0,
 ) -> AsyncIterator[Engine]:
     """Seed the store with the sandbox fixtures and run a worker until the block ends; the
     worker sends through `provider` (the Cloud API client, say) or the in-process sandbox.
@@ -144,6 +145,7 @@ async def running_engine(
         CAMPAIGNS_SEND_MODE=send_mode,
         CAMPAIGNS_TEMPLATE_CACHE_SECONDS=0.5,
         CAMPAIGNS_SENDER_REFRESH_SECONDS=sender_refresh_seconds or 30.0,
+        CAMPAIGNS_SERVER_RATE_FACTOR=server_rate_factor,
     )
     db = Database(db_url)
     seed_sandbox(db)

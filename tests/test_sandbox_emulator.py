@@ -271,15 +271,39 @@ async def test_throughput_beyond_the_sender_rate_is_130429_with_http_400() -> No
     assert (error.code, error.http_status) == (130429, 400)
 
 
-async def test_throughput_recovers_as_time_passes() -> None:
+async def test_throughput_is_counted_per_calendar_second() -> None:
     clock = FakeClock()
     provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
     provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 5)
+    clock.now = 1000.9
     for i in range(5):
         await provider.send_template(message(callback=str(i)))
-    clock.now += 0.2  # one token at 5/s
-    assert await outcome(provider, message(callback="x")) == "accepted"
+    clock.now = 1000.99  # the same second: full, whatever a token bucket would have refilled
+    assert await outcome(provider, message(callback="x")) is ErrorClass.THROUGHPUT_LIMITED
+    clock.now = 1001.0  # the next calendar second: five more
+    for i in range(5):
+        assert await outcome(provider, message(callback=f"next {i}")) == "accepted"
     assert await outcome(provider, message(callback="y")) is ErrorClass.THROUGHPUT_LIMITED
+
+
+async def test_a_quiet_second_gives_no_credit_to_the_next() -> None:
+    clock = FakeClock()
+    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
+    provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 3)
+    clock.now = 1005.0  # five quiet seconds
+    outcomes = [await outcome(provider, message(callback=str(i))) for i in range(4)]
+    assert outcomes == ["accepted"] * 3 + [ErrorClass.THROUGHPUT_LIMITED]
+
+
+async def test_the_sandbox_reports_the_busiest_second_and_the_refusals() -> None:
+    clock = FakeClock()
+    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
+    provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 4)
+    for i in range(6):  # 4 accepted, 2 refused
+        await outcome(provider, message(callback=str(i)))
+    clock.now += 1
+    await provider.send_template(message(callback="later"))
+    assert provider.emulator.throughput(SANDBOX_SENDER_ID) == (4, 2)
 
 
 async def test_recipients_beyond_the_tier_in_24_hours_hit_the_messaging_limit() -> None:

@@ -5,8 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.store_helpers import ACCOUNT, seed_account
+from tests.store_helpers import ACCOUNT, seed_account, seed_campaign
 from whatsapp_campaigns.domain.models import Sender, Template, TemplateCategory, TemplateStatus
+from whatsapp_campaigns.domain.statuses import CampaignStatus
 from whatsapp_campaigns.store import catalog
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import InvalidInput, NotFound
@@ -169,3 +170,21 @@ def test_get_template_unknown_is_none(db: Database) -> None:
 def test_upsert_templates_of_an_unknown_account_is_invalid(db: Database) -> None:
     with pytest.raises(InvalidInput):
         catalog.upsert_templates(db, "nobody", [_template()])
+
+
+def test_numbers_in_use_are_those_of_campaigns_that_may_still_send(db: Database) -> None:
+    for account in ("a1", "a2", "a3", "a4"):
+        seed_account(db, account)
+    seed_campaign(db, "a1", status=CampaignStatus.SENDING)
+    seed_campaign(db, "a2", status=CampaignStatus.PAUSED)
+    seed_campaign(db, "a3", status=CampaignStatus.QUEUED)
+    seed_campaign(db, "a3", status=CampaignStatus.SENDING)
+    for finished_or_not_started in (
+        CampaignStatus.DRAFT,
+        CampaignStatus.SCHEDULED,
+        CampaignStatus.COMPLETED,
+        CampaignStatus.FAILED,
+        CampaignStatus.CANCELLED,
+    ):
+        seed_campaign(db, "a4", status=finished_or_not_started)
+    assert catalog.numbers_in_use(db) == {"a1-sender-1", "a2-sender-1", "a3-sender-1"}

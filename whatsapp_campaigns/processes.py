@@ -57,14 +57,20 @@ def port_ready(host: str, port: int) -> Callable[[], bool]:
     return check
 
 
+# The dev server's dynamic config, as deploy/temporal/dynamicconfig.yaml sets it in production:
+# fairness keys and weights on a task queue (campaigns sharing a number, SPEC §11).
+TEMPORAL_DYNAMIC_CONFIG = ("--dynamic-config-value", "matching.enableFairness=true")
+
+
 def temporal_dev_server_command(
     temporal: str, host: str, port: int, db_file: Path, namespace: str, *, ui_port: int | None
 ) -> list[str]:
-    """`temporal server start-dev` keeping its state in `db_file`, with the campaigns' search
-    attributes registered (again on a restart: the dev server accepts that)."""
+    """`temporal server start-dev` keeping its state in `db_file`, with fairness on and the
+    campaigns' search attributes registered (again on a restart: the dev server accepts that)."""
     command = [
         *(temporal, "server", "start-dev", "--ip", host, "--port", str(port)),
         *("--db-filename", str(db_file), "--namespace", namespace, "--log-level", "warn"),
+        *TEMPORAL_DYNAMIC_CONFIG,
     ]
     if ui_port is None:
         command.append("--headless")

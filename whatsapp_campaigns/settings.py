@@ -94,6 +94,18 @@ class Settings(BaseSettings):
             "re-rated is served (or dropped) within this long, without a restart."
         ),
     )
+    server_rate_factor: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        validation_alias="CAMPAIGNS_SERVER_RATE_FACTOR",
+        description=(
+            "The rate the Temporal server holds a number's send queue to, as a fraction of "
+            "the number's rate. The server lets an idle queue burst one second's worth, so "
+            "1.0 may briefly exceed the number's rate (WhatsApp answers 130429; the send waits "
+            "and calls again); 0.5 never does, at half the throughput (bench/RESULTS.md)."
+        ),
+    )
     template_cache_seconds: float = Field(
         60.0,
         ge=0,

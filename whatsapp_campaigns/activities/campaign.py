@@ -1,6 +1,8 @@
 """Activities of the campaign lifecycle: read the campaign, preflight, record status changes,
 page message ids, count, settle what is left, release credits. All store I/O, no sending."""
 
+from collections.abc import Callable
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -13,23 +15,34 @@ from whatsapp_campaigns.domain.engine import (
     RescheduleChange,
     StatusChange,
 )
-from whatsapp_campaigns.domain.statuses import MessageStatus
+from whatsapp_campaigns.domain.models import DEFAULT_SEND_PRIORITY
+from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import accounts, campaigns, catalog, messages, preflight
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import ActionRefused, NotFound
 
+STATUSES_THAT_SEND = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
+
 
 class CampaignActivities:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, on_sending: Callable[[], None] | None = None
+    ) -> None:
+        """`on_sending`: called (in the activity's thread) once a campaign is `queued` or
+        `sending`, so that the process serves its number at once (SPEC §11)."""
         self._db = db
         self._settings = settings
+        self._on_sending = on_sending
 
     @activity.defn(name="load_campaign")
     def load_campaign(self, campaign_id: str) -> CampaignSnapshot:
         try:
             campaign = campaigns.get_campaign(self._db, campaign_id)
             sender = catalog.get_sender(self._db, campaign.sender_phone_number_id)
+            template = catalog.get_template(
+                self._db, campaign.account_id, campaign.template_name, campaign.language
+            )
         except NotFound as error:
             raise ApplicationError(str(error), type="NotFound", non_retryable=True) from error
         return CampaignSnapshot(
@@ -40,6 +53,8 @@ class CampaignActivities:
             send_at=campaign.send_at,
             sender_phone_number_id=campaign.sender_phone_number_id,
             sender_rate_per_second=sender.rate_per_second,
+            # A missing template fails the preflight; until then it ranks as marketing.
+            send_priority=(template.category.send_priority if template else DEFAULT_SEND_PRIORITY),
             send_mode=self._settings.send_mode,
             policy=campaign.policy,
             timeline=campaigns.get_timeline(self._db, campaign_id),
@@ -75,6 +90,8 @@ class CampaignActivities:
             # The workflow is the authority on the status; a store that disagrees is a bug:
             # fail loudly once rather than retry forever.
             raise ApplicationError(str(error), type="ActionRefused", non_retryable=True) from error
+        if self._on_sending is not None and entry.to_status in STATUSES_THAT_SEND:
+            self._on_sending()
         activity.logger.info(
             "campaign %s: %s -> %s (%s)",
             change.campaign_id,

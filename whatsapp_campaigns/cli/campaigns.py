@@ -56,6 +56,15 @@ def create(
             "others failed with the reason (default: refuse to schedule).",
         ),
     ] = False,
+    weight: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            max=1000,
+            help="This campaign's share of its sender number against the other campaigns "
+            "sending on it (equal shares by default; 2 = twice the messages per second).",
+        ),
+    ] = 1.0,
     account: AccountOption = None,
     by: ByOption = None,
     as_json: JsonOption = False,
@@ -69,7 +78,7 @@ def create(
         audience_id=audience,
         timezone=timezone,
         variables=_parse_vars(var or []),
-        policy=CampaignPolicy(skip_invalid=skip_invalid),
+        policy=CampaignPolicy(skip_invalid=skip_invalid, weight=weight),
     )
 
     async def create_and_check(client: CampaignsClient) -> tuple[Campaign, PreflightReport]:

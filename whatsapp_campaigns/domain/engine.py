@@ -10,7 +10,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from whatsapp_campaigns.domain.errors import ErrorClass
-from whatsapp_campaigns.domain.models import ActorKind, ErrorCount, TimelineEntry
+from whatsapp_campaigns.domain.models import (
+    DEFAULT_SEND_PRIORITY,
+    ActorKind,
+    ErrorCount,
+    TimelineEntry,
+)
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 
@@ -25,6 +30,8 @@ class CarriedState(BaseModel):
     account_id: str
     sender_phone_number_id: str
     sender_rate_per_second: int
+    # Temporal priority key of the campaign's sends on its number's queue (1 first … 5 last).
+    send_priority: int = DEFAULT_SEND_PRIORITY
     policy: CampaignPolicy
     send_at: datetime | None
     total: int
@@ -59,6 +66,7 @@ class CampaignSnapshot(BaseModel):
     send_at: datetime | None
     sender_phone_number_id: str
     sender_rate_per_second: int
+    send_priority: int = DEFAULT_SEND_PRIORITY
     send_mode: SendMode
     policy: CampaignPolicy
     timeline: list[TimelineEntry]

@@ -46,6 +46,17 @@ class TemplateCategory(StrEnum):
     UTILITY = "UTILITY"
     AUTHENTICATION = "AUTHENTICATION"
 
+    @property
+    def send_priority(self) -> int:
+        """Temporal priority key of this category's sends on a shared number (SPEC §11):
+        utility and authentication messages (order updates, codes) go before marketing."""
+        return DEFAULT_SEND_PRIORITY if self is TemplateCategory.MARKETING else URGENT_SEND_PRIORITY
+
+
+# Temporal priority keys (1 first … 5 last; 3 is Temporal's default).
+URGENT_SEND_PRIORITY = 1
+DEFAULT_SEND_PRIORITY = 3
+
 
 class Template(BaseModel):
     model_config = ConfigDict(from_attributes=True)

@@ -6,7 +6,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from whatsapp_campaigns.domain.models import Sender, Template, TemplateStatus
-from whatsapp_campaigns.domain.statuses import TERMINAL_CAMPAIGN_STATUSES
+from whatsapp_campaigns.domain.statuses import TERMINAL_CAMPAIGN_STATUSES, CampaignStatus
 from whatsapp_campaigns.domain.tenancy import (
     PhoneNumberInfo,
     normalize_display_number,
@@ -185,6 +185,19 @@ def list_senders(db: Database, account_id: str | None = None) -> list[Sender]:
         statement = statement.where(SenderNumber.account_id == account_id)
     with db.session() as session:
         return [Sender.model_validate(row) for row in session.scalars(statement)]
+
+
+def numbers_in_use(db: Database) -> set[str]:
+    """Sender numbers of the campaigns that may still send (`queued`, `sending`, `paused`):
+    the numbers that need a send worker (SPEC §11)."""
+    active = [CampaignStatus.QUEUED, CampaignStatus.SENDING, CampaignStatus.PAUSED]
+    statement = (
+        select(CampaignRow.sender_phone_number_id)
+        .where(CampaignRow.status.in_([s.value for s in active]))
+        .distinct()
+    )
+    with db.session() as session:
+        return set(session.scalars(statement))
 
 
 def set_sender_throttled_until(db: Database, phone_number_id: str, until: datetime | None) -> None:

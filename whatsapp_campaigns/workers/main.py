@@ -1,10 +1,9 @@
-"""The worker: runs CampaignWorkflow, the lifecycle activities, and one rate-limited send
-worker per sender number (`send_workers.py`: numbers added, removed or re-rated are picked up
-while it runs).
+"""The worker: runs CampaignWorkflow, the lifecycle activities, and a send worker per sender
+number in use (`send_workers.py`: numbers added, removed or re-rated are picked up while it runs).
 
-Sends for a sender go to that sender's own task queue, whose server-side rate limit
-(`max_task_queue_activities_per_second`) is the sender's messages per second: Temporal enforces
-it across every campaign and every worker process, so workers scale out without breaking it.
+Sends for a sender go to that sender's own task queue, whose rate the Temporal server holds
+(set with UpdateTaskQueueConfig, `queue_rates.py`): it is enforced across every campaign and
+every worker process, so workers scale out without breaking it.
 """
 
 import asyncio
@@ -12,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +31,7 @@ from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
+from whatsapp_campaigns.workers.queue_rates import QueueRates
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
 
@@ -67,12 +68,20 @@ def build_workers(
     providers: AccountProviders,
     senders: list[Sender] | None = None,
 ) -> WorkerSet:
-    """The campaign worker plus one send worker per sender: the store's numbers, re-read every
-    CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and benchmarks)."""
+    """The campaign worker plus one send worker per sender number in use: the store's numbers,
+    re-read every CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and
+    benchmarks)."""
     executor = ThreadPoolExecutor(
         max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
     )
-    lifecycle = CampaignActivities(db, settings)
+    # The send workers are built below; a campaign that starts sending wakes them.
+    wake: list[Callable[[], None]] = []
+
+    def on_sending() -> None:
+        for send_workers_wake in wake:
+            send_workers_wake()
+
+    lifecycle = CampaignActivities(db, settings, on_sending=on_sending)
     sending = SendActivities(
         db,
         providers,
@@ -98,10 +107,11 @@ def build_workers(
         activity_executor=executor,
         max_concurrent_activities=CONTROL_ACTIVITY_THREADS,
     )
+    rates = QueueRates(client, factor=settings.server_rate_factor)
     if senders is not None:
         fixed = list(senders)
         send_workers = SendWorkers(
-            client, settings.task_queue, sending, lambda: fixed, refresh=None
+            client, settings.task_queue, sending, lambda: fixed, refresh=None, rates=rates
         )
     else:
         send_workers = SendWorkers(
@@ -110,7 +120,10 @@ def build_workers(
             sending,
             lambda: catalog.list_senders(db),
             refresh=settings.sender_refresh_seconds,
+            numbers_in_use=lambda: catalog.numbers_in_use(db),
+            rates=rates,
         )
+    wake.append(send_workers.wake)
     return WorkerSet(campaigns=campaigns, senders=send_workers, executor=executor)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -48,6 +48,7 @@ MAX_WINDOW = 500
 # How often counts (which include webhook statuses) are re-read from the store.
 REFRESH_WHILE_SENDING = timedelta(seconds=5)
 REFRESH_WHILE_WAITING = timedelta(minutes=10)
+SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -201,10 +202,23 @@ class CampaignDispatch(CampaignLifecycle):
                 heartbeat_timeout=timedelta(seconds=20),
                 retry_policy=retry_policy,
                 cancellation_type=cancellation,
+                priority=self._send_priority(),
             )
         self._pending[message_id] = handle
         self._run_dispatched += 1
         handle.add_done_callback(lambda h: self._on_send_done(message_id, h))
+
+    def _send_priority(self) -> Priority:
+        """SPEC §11: on the number's queue, utility/authentication sends go first (priority
+        key), and campaigns of one priority share the number by their policy weight
+        (fairness key = the campaign). Histories from before it replay without it."""
+        if not workflow.patched(SEND_PRIORITY_PATCH):
+            return Priority.default
+        return Priority(
+            priority_key=self._s.send_priority,
+            fairness_key=self._campaign_id,
+            fairness_weight=self._s.policy.weight,
+        )
 
     def _on_send_done(self, message_id: int, handle: "asyncio.Task[SendResult]") -> None:
         self._pending.pop(message_id, None)

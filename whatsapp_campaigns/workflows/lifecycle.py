@@ -97,6 +97,7 @@ class CampaignLifecycle:
         s.send_at = snapshot.send_at
         s.timeline = snapshot.timeline[-TIMELINE_KEPT:]
         s.sender_rate_per_second = snapshot.sender_rate_per_second
+        s.send_priority = snapshot.send_priority
         s.send_mode = snapshot.send_mode
         self._loaded = True
         if s.status is CampaignStatus.DRAFT:

@@ -44,6 +44,7 @@ from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_VERIFIED_NAME,
 )
 from whatsapp_campaigns.whatsapp.sandbox.template_checks import check_components
+from whatsapp_campaigns.whatsapp.sandbox.throughput import CalendarSecondLimit
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import (
     WebhookSink,
     inbound_text_value,
@@ -120,26 +121,8 @@ class _Fate(Enum):
 
 
 @dataclass
-class _TokenBucket:
-    """The sender's throughput: `rate` tokens a second, bursts up to one second's worth."""
-
-    rate: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        capacity = max(1.0, self.rate)
-        self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-@dataclass
 class _SenderState:
-    bucket: _TokenBucket
+    throughput: CalendarSecondLimit
     # Recipients messaged in the rolling 24 h, by time of their latest message, oldest first.
     recipients: dict[str, float] = field(default_factory=dict)
     # Accept times per recipient in the pair-rate window.
@@ -177,11 +160,12 @@ class SandboxEmulator:
         reorder_webhooks: bool = False,
         pair_limit: int = 10,
         pair_window: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         access_tokens: Iterable[str] | None = None,
     ) -> None:
         """`access_tokens`: the tokens the sandbox accepts, as Meta accepts only the tokens
-        it issued (default: any non-empty token)."""
+        it issued (default: any non-empty token). `clock`: seconds since the epoch; each
+        sender's throughput is counted per calendar second of it."""
         self.latency = latency
         self.access_tokens = frozenset(access_tokens) if access_tokens is not None else None
         self.failure_mix: dict[ErrorClass | str, float] = dict(failure_mix or {})
@@ -221,16 +205,20 @@ class SandboxEmulator:
         with self._lock:
             self._senders[sender.phone_number_id] = sender
             self._state[sender.phone_number_id] = _SenderState(
-                _TokenBucket(
-                    sender.rate_per_second, max(1.0, sender.rate_per_second), self._clock()
-                )
+                CalendarSecondLimit(sender.rate_per_second)
             )
 
     def set_sender_rate(self, phone_number_id: str, rate_per_second: float) -> None:
-        """Change a sender's throughput (Meta raises it to 1,000 on request); bucket refilled."""
+        """Change a sender's throughput (Meta raises it to 1,000 on request) from now on."""
         with self._lock:
             self._senders[phone_number_id].rate_per_second = rate_per_second
-            self._state[phone_number_id].bucket = _full_bucket(rate_per_second, self._clock())
+            self._state[phone_number_id].throughput.rate = rate_per_second
+
+    def throughput(self, phone_number_id: str) -> tuple[int, int]:
+        """(the most sends accepted in one calendar second, sends refused 130429) so far."""
+        with self._lock:
+            limit = self._state[phone_number_id].throughput
+            return limit.busiest_second(), limit.refused
 
     def set_sender_tier(self, phone_number_id: str, tier: int) -> None:
         with self._lock:
@@ -389,7 +377,7 @@ class SandboxEmulator:
         """Throughput first (Meta refuses before looking further), then the recipient's fate."""
         now = self._clock()
         state = self._state[sender.phone_number_id]
-        if not state.bucket.take(now):
+        if not state.throughput.take(now):
             return errors.THROUGHPUT
         to = request.to
         key = (sender.phone_number_id, to, request.biz_opaque_callback_data or "")
@@ -650,10 +638,6 @@ def _magic_refusal(to: str, *, attempt: int, pair_attempt: int) -> SandboxError 
     if (to == TRANSIENT_TWICE and attempt <= 2) or to == TRANSIENT_ALWAYS:
         return errors.TRANSIENT
     return None
-
-
-def _full_bucket(rate: float, now: float) -> _TokenBucket:
-    return _TokenBucket(rate, max(1.0, rate), now)
 
 
 def _error(error: SandboxError) -> SandboxResponse:
