@@ -116,10 +116,10 @@ def seed(url: str, messages: int) -> list[str]:
             conn.execute(
                 text(
                     "INSERT INTO campaigns (id, account_id, name, template_name, language, "
-                    "sender_phone_number_id, audience_id, status, timezone, policy, "
+                    "sender_phone_number_id, audience_id, status, timezone, policy, variables, "
                     "reserved_credits, charged_credits, run_number, created_at, updated_at) "
                     "VALUES ('c1', 'bench', 'bench', 'order_update', 'en', :s, 'a1', "
-                    "'sending', 'UTC', '{}', 0, 0, 1, :now, :now)"
+                    "'sending', 'UTC', '{}', '[]', 0, 0, 1, :now, :now)"
                 ),
                 {"s": SENDER, "now": now},
             )

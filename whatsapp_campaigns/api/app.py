@@ -81,6 +81,7 @@ def create_app(
     tracing.instrument_app(app)
     app.state.webhook_ingest = WebhookIngest(db, settings)
     add_error_handlers(app)
+    app.router.routes.insert(0, webhooks.receiver_route())  # first: the busiest route
     app.include_router(webhooks.router)
     for module in (
         routes_campaigns,

@@ -39,10 +39,12 @@ def api(
     """Serve the REST API, the WhatsApp webhooks and the dashboard (OpenAPI at /docs)."""
     import uvicorn
 
+    from whatsapp_campaigns.api.access_log import quiet_webhook_receipts
     from whatsapp_campaigns.api.app import create_app
     from whatsapp_campaigns.store.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_webhook_receipts()
     settings = get_settings()
     db = Database(settings.database_url)
     try:

@@ -42,6 +42,9 @@ from whatsapp_campaigns.store.models import Account, AudienceRow, OptOut, Recipi
 
 log = logging.getLogger(__name__)
 
+# A JSON string literal exactly as `json.dumps` writes one (ASCII, escaped), in C.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
 _INSERT_CHUNK = 5_000
 _KEPT_INVALID_ROWS = 1_000  # all are counted; these many are kept for the report
 _VALUE_CHARS = 100  # of an invalid row's value kept in the report
@@ -80,22 +83,25 @@ class _Collector:
     def invalid(self) -> int:
         return sum(self.invalid_reasons.values())
 
-    def add(self, row_number: int, raw_phone: str, variables: dict[str, str]) -> None:
+    def accept(self, row_number: int, raw_phone: str) -> str | None:
+        """The row's number in E.164 when it is a new recipient; None when it is invalid
+        (recorded with its reason) or a duplicate (counted)."""
         try:
             phone = self.normalize(raw_phone)
         except InvalidPhoneNumber as error:
             self.reject(row_number, raw_phone.strip(), error.reason)
-            return
+            return None
         key = int(phone[1:])
         if key in self.seen:
             self.duplicates += 1
-            return
+            return None
         self.seen.add(key)
         self.recipients += 1
-        for name, value in variables.items():
-            if value:
-                self.filled[name] += 1
-        self._lines.append(f"{phone}\t{row_number}\t{json.dumps(variables)}\n")
+        return phone
+
+    def keep(self, phone: str, row_number: int, variables_json: str) -> None:
+        """Spool an accepted recipient (`accept`) with its variables already as JSON."""
+        self._lines.append(f"{phone}\t{row_number}\t{variables_json}\n")
         if len(self._lines) >= _INSERT_CHUNK:
             self.spool.writelines(self._lines)
             self._lines.clear()
@@ -201,7 +207,10 @@ def _import_rows(
             continue  # a blank row
         any_row = True
         collector.variable_names.update(dict.fromkeys(variables))
-        collector.add(row_number, phone or "", variables)
+        accepted = collector.accept(row_number, phone or "")
+        if accepted is not None:
+            collector.filled.update(name for name, value in variables.items() if value)
+            collector.keep(accepted, row_number, json.dumps(variables))
     if not any_row:
         raise AudienceImportError("no rows to import")
     return _store(db, account_id, name, collector, started)
@@ -382,27 +391,55 @@ def _collect_records(
     phone_index = _phone_index(header, phone_column, collector.normalize)
     variables = [(i, column) for i, column in enumerate(header) if column and i != phone_index]
     collector.variable_names.update(dict.fromkeys(column for _, column in variables))
+    indexes = [i for i, _ in variables]
+    to_json = _VariablesJSON([column for _, column in variables])
+    filled = [0] * len(variables)
     width = len(header)
     any_row = False
+    # The loop every row goes through: kept flat (no call per cell, JSON built from parts).
+    accept, keep = collector.accept, collector.keep
     for row_number, record in records:
-        if not any(cell.strip() for cell in record):
+        if not "".join(record).strip():
             continue  # blank rows, and the empty rows spreadsheets leave at the end
         any_row = True
-        if len(record) > width and not any(cell.strip() for cell in record[width:]):
-            record = record[:width]  # trailing empty cells
         if len(record) != width:
-            value = record[phone_index] if phone_index < len(record) else delimiter.join(record)
-            collector.reject(
-                row_number, value.strip(), f"expected {width} cells, found {len(record)}"
-            )
+            if len(record) > width and not "".join(record[width:]).strip():
+                record = record[:width]  # trailing empty cells
+            else:
+                value = record[phone_index] if phone_index < len(record) else delimiter.join(record)
+                collector.reject(
+                    row_number, value.strip(), f"expected {width} cells, found {len(record)}"
+                )
+                continue
+        phone = accept(row_number, record[phone_index])
+        if phone is None:
             continue
-        collector.add(
-            row_number,
-            record[phone_index],
-            {column: record[i].strip() for i, column in variables},
-        )
+        values = [record[i].strip() for i in indexes]
+        for position, value in enumerate(values):
+            if value:
+                filled[position] += 1
+        keep(phone, row_number, to_json(values))
+    collector.filled.update({column: n for (_, column), n in zip(variables, filled, strict=True)})
     if not any_row:
         raise AudienceImportError("the file has a header row but no data rows")
+
+
+class _VariablesJSON:
+    """`json.dumps` of {column: value} for a fixed list of columns, from precomputed parts:
+    the same text, at a fraction of the cost per row."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self._parts = [
+            ("{" if n == 0 else ", ") + _json_string(column) + ": "
+            for n, column in enumerate(columns)
+        ]
+
+    def __call__(self, values: list[str]) -> str:
+        if not values:
+            return "{}"
+        return (
+            "".join([p + _json_string(v) for p, v in zip(self._parts, values, strict=True)]) + "}"
+        )
 
 
 def _phone_index(header: list[str], phone_column: str, normalize: PhoneNormalizer) -> int:
