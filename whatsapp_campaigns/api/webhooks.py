@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
@@ -51,6 +52,27 @@ _SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode()
 def receiver_route() -> Route:
     """The POST route, placed before every other route of the app (`create_app`)."""
     return Route(PATH, StatusWebhookReceiver(), methods=["POST"], name="receive_webhook")
+
+
+def document_receiver(schema: dict[str, Any]) -> None:
+    """Describe the POST in the app's OpenAPI document (a bare route is not in it by itself)."""
+    answer: dict[str, Any] = {"content": {"application/json": {}}}
+    schema.setdefault("paths", {}).setdefault(PATH, {})["post"] = {
+        "tags": ["webhooks"],
+        "summary": "Receive WhatsApp webhooks",
+        "description": "Meta's signed webhook POST (`X-Hub-Signature-256`), stored durably "
+        "before the answer; statuses are applied in batches right after.",
+        "operationId": "receive_webhook",
+        "requestBody": {"required": True, "content": {"application/json": {}}},
+        "responses": {
+            "200": {"description": "stored", **answer},
+            "400": {"description": "not a JSON object", **answer},
+            "401": {"description": "no signature", **answer},
+            "403": {"description": "the signature does not match", **answer},
+            "413": {"description": "body over CAMPAIGNS_WEBHOOK_MAX_BYTES", **answer},
+            "503": {"description": "the store is unavailable: Meta retries", **answer},
+        },
+    }
 
 
 @router.get("", response_class=PlainTextResponse)
