@@ -1,5 +1,6 @@
 """Long-running processes and operations: `db upgrade`, `worker`, `api`, `sandbox`."""
 
+import gc
 import logging
 import os
 from typing import Annotated
@@ -52,6 +53,10 @@ def api(
     except SecretKeyError as error:  # a stored token the key cannot decrypt: say so, once
         db.dispose()
         fail(str(error))
+    # What start-up built (modules, the app, the ORM's metadata) lives as long as the process:
+    # out of the collector's sight, full collections no longer walk it again and again under
+    # the webhook load (the applier's JSON decoding spent most of its time in them).
+    gc.freeze()
     try:
         uvicorn.run(app, host=host, port=port, log_config=None)
     finally:
