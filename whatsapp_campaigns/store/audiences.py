@@ -32,7 +32,9 @@ from sqlalchemy.orm import Session
 from whatsapp_campaigns.domain.models import Audience, AudienceImportResult, InvalidRow, Recipient
 from whatsapp_campaigns.domain.phones import PhoneNormalizer
 from whatsapp_campaigns.store.audience_csv import (
-    AudienceImportError,
+    AudienceImportError as AudienceImportError,  # raised by the imports: callers catch it here
+)
+from whatsapp_campaigns.store.audience_csv import (
     Collector,
     ImportProgress,
     collect_csv,
