@@ -51,7 +51,7 @@ _SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode()
 
 def receiver_route() -> Route:
     """The POST route, placed before every other route of the app (`create_app`)."""
-    return Route(PATH, StatusWebhookReceiver(), methods=["POST"], name="receive_webhook")
+    return Route(PATH, WebhookReceiver(), methods=["POST"], name="receive_webhook")
 
 
 def document_receiver(schema: dict[str, Any]) -> None:
@@ -97,7 +97,7 @@ def verify_subscription(
     return PlainTextResponse("verification refused", status_code=403)
 
 
-class StatusWebhookReceiver:
+class WebhookReceiver:
     """`POST /webhooks/whatsapp` as a bare ASGI app (no FastAPI request, dependencies or
     response models on the path that takes thousands of posts a second): size limit, signature,
     JSON object, account changes, then the inbox; answers once stored."""
@@ -107,8 +107,8 @@ class StatusWebhookReceiver:
         settings: Settings = app.state.settings
         limit = settings.webhook_max_bytes
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
             log.warning("webhook refused: %s bytes declared, over the %d limit", declared, limit)
             return await _answer(send, 413, f"body over {limit} bytes")
         try:
