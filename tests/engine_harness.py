@@ -104,6 +104,14 @@ class Engine:
             )
             return {phone: MessageStatus(status) for phone, status in rows}
 
+    def provider_ids(self, campaign_id: str, status: MessageStatus) -> list[str]:
+        """WhatsApp's ids of the campaign's messages in `status`."""
+        with self.db.session() as session:
+            rows = session.query(MessageRow.provider_message_id).filter(
+                MessageRow.campaign_id == campaign_id, MessageRow.status == status.value
+            )
+            return [pid for (pid,) in rows if pid is not None]
+
     def attempts(self, campaign_id: str, phone: str) -> int:
         with self.db.session() as session:
             return int(

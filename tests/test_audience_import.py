@@ -203,6 +203,17 @@ def test_quoted_cells_with_commas_and_newlines(store: Database) -> None:
     assert result.invalid_rows[0].row_number == 3
 
 
+def test_quotes_backslashes_tabs_and_non_ascii_in_variables_are_stored_intact(
+    store: Database,
+) -> None:
+    content = 'phone,"say ""hi""",path\n+12025550110,"Zoë said ""¡hola!""\t😀","C:\\x\\y"\n'
+    result = csv_import(store, content)
+    assert recipients(store, result.id)["+12025550110"].variables == {
+        'say "hi"': 'Zoë said "¡hola!"\t😀',
+        "path": "C:\\x\\y",
+    }
+
+
 def test_crlf_line_endings(store: Database) -> None:
     result = csv_import(store, "phone,name\r\n+12025550110,Ann\r\n")
     assert recipients(store, result.id)["+12025550110"].variables == {"name": "Ann"}

@@ -16,7 +16,9 @@ from tests.engine_harness import ORDINARY, Engine, ordinary_numbers, running_eng
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy, SuccessCriterion
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.store import status_updates
 from whatsapp_campaigns.store.fixtures import SANDBOX_SENDER
+from whatsapp_campaigns.store.status_updates import StatusUpdate
 from whatsapp_campaigns.temporal_client import register_search_attributes
 
 INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
@@ -256,6 +258,39 @@ async def test_campaign_reports_throttled_until_while_limited(engine: Engine) ->
     assert progress.status is CampaignStatus.SENDING
     final = await handle.result()
     assert final.status is CampaignStatus.COMPLETED
+
+
+async def test_a_throttled_campaign_reads_a_new_status_into_its_own_progress_within_5_s(
+    env: WorkflowEnvironment, engine: Engine
+) -> None:
+    """What the Temporal UI's current details show comes from the workflow's own counts: a
+    webhook's status reaches them within 5 s also while the campaign waits 12 h."""
+    campaign_id = await engine.campaign([LIMITED, *ordinary_numbers(3)])
+    handle = await engine.start(campaign_id)
+
+    async def throttled() -> Progress:
+        while True:
+            progress = await handle.query("progress", result_type=Progress)
+            if progress.throttled_until is not None and not progress.counts.get(
+                MessageStatus.QUEUED
+            ):
+                return progress
+            await asyncio.sleep(0.05)
+
+    before = await asyncio.wait_for(throttled(), timeout=20)
+    assert not before.counts.get(MessageStatus.DELIVERED)
+    sent = engine.provider_ids(campaign_id, MessageStatus.SENT)
+    await asyncio.to_thread(
+        status_updates.apply_status_updates,
+        engine.db,
+        [StatusUpdate(sent[0], MessageStatus.DELIVERED, await env.get_current_time())],
+    )
+    await env.sleep(timedelta(seconds=6))
+
+    progress = await handle.query("progress", result_type=Progress)
+    assert progress.throttled_until is not None
+    assert progress.counts.get(MessageStatus.DELIVERED) == 1
+    await handle.cancel()
 
 
 async def test_invalid_contact_and_blocked_are_not_retried(engine: Engine) -> None:

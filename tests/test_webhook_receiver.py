@@ -4,6 +4,7 @@ receipt and batch application by the background applier."""
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.webhook_helpers import (
     webhook_body,
 )
 from whatsapp_campaigns.api import webhook_appliers, webhook_ingest
+from whatsapp_campaigns.api.access_log import ACCESS_LOGGER, quiet_webhook_receipts
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.api.webhook_appliers import Change
 from whatsapp_campaigns.api.webhook_ingest import WebhookIngest
@@ -418,3 +420,29 @@ async def test_healthz_and_metrics_show_webhooks_waiting(client: Client, app: Fa
     await app.state.webhook_ingest.refresh_backlog()
     metrics = (await client.get("/metrics")).text
     assert "campaigns_webhook_backlog 2.0" in metrics
+
+
+async def test_the_openapi_document_describes_the_webhook_post(client: Client) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert set(paths[URL]) == {"get", "post"}
+    assert {"200", "403", "413"} <= set(paths[URL]["post"]["responses"])
+
+
+def test_the_access_log_leaves_out_stored_webhooks_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    access = logging.getLogger(ACCESS_LOGGER)
+    monkeypatch.setattr(access, "filters", [])
+    quiet_webhook_receipts()
+    quiet_webhook_receipts()  # idempotent
+    assert len(access.filters) == 1
+    line = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access record
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        access.info(line, "10.0.0.1:5000", "POST", URL, "1.1", 200)
+        access.info(line, "10.0.0.1:5000", "POST", URL, "1.1", 403)
+        access.info(line, "10.0.0.1:5000", "GET", "/campaigns", "1.1", 200)
+    assert [r.getMessage().split('"')[1] for r in caplog.records] == [
+        f"POST {URL} HTTP/1.1",
+        "GET /campaigns HTTP/1.1",
+    ]
+    assert "403" in caplog.records[0].getMessage()

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -81,6 +82,7 @@ def create_app(
     tracing.instrument_app(app)
     app.state.webhook_ingest = WebhookIngest(db, settings)
     add_error_handlers(app)
+    app.router.routes.insert(0, webhooks.receiver_route())  # first: the busiest route
     app.include_router(webhooks.router)
     for module in (
         routes_campaigns,
@@ -92,6 +94,7 @@ def create_app(
     ):
         app.include_router(module.router, dependencies=[Depends(require_principal)])
     mount_dashboard(app, settings)  # /dashboard: signs in with an API key, then a session
+    _document_webhook_receiver(app)
 
     @app.get("/healthz", tags=["operations"], summary="Health check")
     async def healthz() -> JSONResponse:
@@ -109,6 +112,17 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _document_webhook_receiver(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            webhooks.document_receiver(generate())  # generate() keeps it in openapi_schema
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager

@@ -17,11 +17,16 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from whatsapp_campaigns.api.account_webhooks import (
     TemplateStopped,
@@ -38,8 +43,36 @@ from whatsapp_campaigns.whatsapp.signatures import SIGNATURE_HEADER, is_valid_si
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/webhooks/whatsapp", tags=["webhooks"])
+PATH = "/webhooks/whatsapp"
+router = APIRouter(prefix=PATH, tags=["webhooks"])
 _RECEIVED = b'{"received":true}'
+_SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode()
+
+
+def receiver_route() -> Route:
+    """The POST route, placed before every other route of the app (`create_app`)."""
+    return Route(PATH, WebhookReceiver(), methods=["POST"], name="receive_webhook")
+
+
+def document_receiver(schema: dict[str, Any]) -> None:
+    """Describe the POST in the app's OpenAPI document (a bare route is not in it by itself)."""
+    answer: dict[str, Any] = {"content": {"application/json": {}}}
+    schema.setdefault("paths", {}).setdefault(PATH, {})["post"] = {
+        "tags": ["webhooks"],
+        "summary": "Receive WhatsApp webhooks",
+        "description": "Meta's signed webhook POST (`X-Hub-Signature-256`), stored durably "
+        "before the answer; statuses are applied in batches right after.",
+        "operationId": "receive_webhook",
+        "requestBody": {"required": True, "content": {"application/json": {}}},
+        "responses": {
+            "200": {"description": "stored", **answer},
+            "400": {"description": "not a JSON object", **answer},
+            "401": {"description": "no signature", **answer},
+            "403": {"description": "the signature does not match", **answer},
+            "413": {"description": "body over CAMPAIGNS_WEBHOOK_MAX_BYTES", **answer},
+            "503": {"description": "the store is unavailable: Meta retries", **answer},
+        },
+    }
 
 
 @router.get("", response_class=PlainTextResponse)
@@ -64,75 +97,117 @@ def verify_subscription(
     return PlainTextResponse("verification refused", status_code=403)
 
 
-@router.post("")
-async def receive(request: Request, background: BackgroundTasks) -> Response:
-    settings: Settings = request.app.state.settings
-    ingest: WebhookIngest = request.app.state.webhook_ingest
-    limit = settings.webhook_max_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        log.warning("webhook refused: %s bytes declared, over the %d limit", declared, limit)
-        return _error(413, f"body over {limit} bytes")
+class WebhookReceiver:
+    """`POST /webhooks/whatsapp` as a bare ASGI app (no FastAPI request, dependencies or
+    response models on the path that takes thousands of posts a second): size limit, signature,
+    JSON object, account changes, then the inbox; answers once stored."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["app"]
+        settings: Settings = app.state.settings
+        limit = settings.webhook_max_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            log.warning("webhook refused: %s bytes declared, over the %d limit", declared, limit)
+            return await _answer(send, 413, f"body over {limit} bytes")
+        try:
+            body = await _read_body(receive, limit)
+        except ClientDisconnect:
+            return  # nobody to answer
+        if body is None:
+            return await _answer(send, 413, f"body over {limit} bytes")
+        signature = headers.get(_SIGNATURE_KEY, b"").decode("latin-1")
+        if not signature:
+            log.warning("webhook refused: no %s header", SIGNATURE_HEADER)
+            return await _answer(send, 401, "missing signature")
+        # is_valid_signature compares str digests, which refuses non-ASCII text with a TypeError.
+        if not signature.isascii() or not any(
+            is_valid_signature(body, signature, secret) for secret in await _app_secrets(app)
+        ):
+            log.warning("webhook refused: %s does not sign the body", SIGNATURE_HEADER)
+            return await _answer(send, 403, "invalid signature")
+        try:
+            payload = json.loads(body)
+        except ValueError:  # also UnicodeDecodeError
+            log.warning("webhook refused: body is not JSON (%d bytes)", len(body))
+            return await _answer(send, 400, "malformed JSON")
+        if not isinstance(payload, dict):
+            log.warning("webhook refused: body is JSON but not an object")
+            return await _answer(send, 400, "malformed payload")
+        stopped: list[TemplateStopped] = []
+        changes = account_changes(payload)
+        if changes:
+            try:
+                stopped = await run_in_threadpool(
+                    apply_account_changes, app.state.db, settings, changes
+                )
+            except SQLAlchemyError:
+                log.exception("account webhook not applied: store error")
+                return await _answer(send, 503, "store unavailable")
+        ingest: WebhookIngest = app.state.webhook_ingest
+        try:
+            await ingest.receive(body)
+        except Exception:
+            # Not a 200: Meta retries the delivery later, and applying it twice is harmless.
+            log.exception("webhook not stored: store error")
+            return await _answer(send, 503, "store unavailable")
+        await _send(send, 200, _RECEIVED)
+        if stopped:  # Temporal after the answer: Meta is not kept waiting on it
+            try:
+                await _pause_campaigns(app.state.campaigns_client, stopped)
+            except Exception:
+                log.exception("campaigns of a paused template not paused")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The raw body (the signature covers these bytes); None as soon as it passes `limit`."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():  # the raw bytes: the signature covers them
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()  # the client went away
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             log.warning("webhook refused: body over the %d-byte limit", limit)
-            return _error(413, f"body over {limit} bytes")
+            return None
         chunks.append(chunk)
-    body = b"".join(chunks)
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not signature:
-        log.warning("webhook refused: no %s header", SIGNATURE_HEADER)
-        return _error(401, "missing signature")
-    # is_valid_signature compares str digests, which refuses non-ASCII text with a TypeError.
-    if not signature.isascii() or not any(
-        is_valid_signature(body, signature, secret) for secret in await _app_secrets(request)
-    ):
-        log.warning("webhook refused: %s does not sign the body", SIGNATURE_HEADER)
-        return _error(403, "invalid signature")
-    try:
-        payload = json.loads(body)
-    except ValueError:  # also UnicodeDecodeError
-        log.warning("webhook refused: body is not JSON (%d bytes)", len(body))
-        return _error(400, "malformed JSON")
-    if not isinstance(payload, dict):
-        log.warning("webhook refused: body is JSON but not an object")
-        return _error(400, "malformed payload")
-    changes = account_changes(payload)
-    if changes:
-        try:
-            stopped = await run_in_threadpool(
-                apply_account_changes, request.app.state.db, settings, changes
-            )
-        except SQLAlchemyError:
-            log.exception("account webhook not applied: store error")
-            return _error(503, "store unavailable")
-        if stopped:  # Temporal after the answer: Meta is not kept waiting on it
-            clients: ClientHolder = request.app.state.campaigns_client
-            background.add_task(_pause_campaigns, clients, stopped)
-    try:
-        await ingest.receive(body)
-    except Exception:
-        # Not a 200: Meta retries the delivery later, and applying it twice is harmless.
-        log.exception("webhook not stored: store error")
-        return _error(503, "store unavailable")
-    return Response(_RECEIVED, media_type="application/json")
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, detail: str) -> None:
+    await _send(send, status, json.dumps({"detail": detail}).encode())
+
+
+async def _send(send: Send, status: int, content: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
 
 
 async def _pause_campaigns(clients: ClientHolder, stopped: list[TemplateStopped]) -> None:
     await pause_campaigns(await clients.get(), stopped)
 
 
-async def _app_secrets(request: Request) -> list[str]:
+async def _app_secrets(app: Starlette) -> list[str]:
     """The secrets a webhook may be signed with: WHATSAPP_APP_SECRET and each account's own
     (stored encrypted; re-read at most once a minute)."""
-    settings: Settings = request.app.state.settings
-    cache: _SecretsCache = request.app.state.webhook_secrets
+    settings: Settings = app.state.settings
+    cache: _SecretsCache = app.state.webhook_secrets
     if time.monotonic() - cache.read_at > _SECRETS_REFRESH_SECONDS:
         stored = await run_in_threadpool(
-            connections.stored_app_secrets, request.app.state.db, secret_box(settings)
+            connections.stored_app_secrets, app.state.db, secret_box(settings)
         )
         cache.secrets, cache.read_at = stored, time.monotonic()
     own = [settings.whatsapp_app_secret] if settings.whatsapp_app_secret else []
@@ -150,7 +225,3 @@ def new_secrets_cache() -> _SecretsCache:
 
 
 _SECRETS_REFRESH_SECONDS = 60.0
-
-
-def _error(status_code: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code)

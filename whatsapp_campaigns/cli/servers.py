@@ -1,5 +1,6 @@
 """Long-running processes and operations: `db upgrade`, `worker`, `api`, `sandbox`."""
 
+import gc
 import logging
 import os
 from typing import Annotated
@@ -39,10 +40,12 @@ def api(
     """Serve the REST API, the WhatsApp webhooks and the dashboard (OpenAPI at /docs)."""
     import uvicorn
 
+    from whatsapp_campaigns.api.access_log import quiet_webhook_receipts
     from whatsapp_campaigns.api.app import create_app
     from whatsapp_campaigns.store.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_webhook_receipts()
     settings = get_settings()
     db = Database(settings.database_url)
     try:
@@ -50,6 +53,10 @@ def api(
     except SecretKeyError as error:  # a stored token the key cannot decrypt: say so, once
         db.dispose()
         fail(str(error))
+    # What start-up built (modules, the app, the ORM's metadata) lives as long as the process:
+    # out of the collector's sight, full collections no longer walk it again and again under
+    # the webhook load (the applier's JSON decoding spent most of its time in them).
+    gc.freeze()
     try:
         uvicorn.run(app, host=host, port=port, log_config=None)
     finally:

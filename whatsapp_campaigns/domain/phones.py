@@ -11,7 +11,7 @@ strip), and anything else goes through `phonenumbers.parse`.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import phonenumbers
 from phonenumbers import (
@@ -110,12 +110,22 @@ class _CountryRules:
             types=tuple(t for t in types if t is not None),
         )
 
+    by_length: dict[int, re.Pattern[str] | None] = field(default_factory=dict, compare=False)
+
     def valid(self, national: str) -> bool:
         """`is_valid_number_for_region` for the region: the general pattern and some number
-        type's pattern match (which type does not matter, so common types go first)."""
-        return _desc_matches(national, self.general) and any(
-            _desc_matches(national, t) for t in self.types
-        )
+        type's pattern match (which type does not matter): the types possible at this length
+        are tried as one alternation, compiled once per length."""
+        if not _desc_matches(national, self.general):
+            return False
+        size = len(national)
+        if size not in self.by_length:
+            patterns = [p.pattern for lengths, p in self.types if not lengths or size in lengths]
+            self.by_length[size] = (
+                re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+            )
+        types = self.by_length[size]
+        return types is not None and types.fullmatch(national) is not None
 
 
 def _desc_matches(national: str, desc: tuple[frozenset[int], re.Pattern[str]] | None) -> bool:

@@ -15,27 +15,33 @@ Counts add up to the non-blank data rows: valid + invalid + duplicates + suppres
 `valid` are the recipients that can be sent to.
 """
 
-import codecs
-import csv
-import io
 import itertools
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any, BinaryIO
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
 from whatsapp_campaigns.domain.models import Audience, AudienceImportResult, InvalidRow, Recipient
-from whatsapp_campaigns.domain.phones import InvalidPhoneNumber, PhoneNormalizer
+from whatsapp_campaigns.domain.phones import PhoneNormalizer
+from whatsapp_campaigns.store.audience_csv import (
+    AudienceImportError as AudienceImportError,  # raised by the imports: callers catch it here
+)
+from whatsapp_campaigns.store.audience_csv import (
+    Collector,
+    ImportProgress,
+    collect_csv,
+    decoded_text,
+    open_source,
+    spool_file,
+)
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.errors import NotFound
 from whatsapp_campaigns.store.models import Account, AudienceRow, OptOut, RecipientRow, utcnow
@@ -43,84 +49,7 @@ from whatsapp_campaigns.store.models import Account, AudienceRow, OptOut, Recipi
 log = logging.getLogger(__name__)
 
 _INSERT_CHUNK = 5_000
-_KEPT_INVALID_ROWS = 1_000  # all are counted; these many are kept for the report
-_VALUE_CHARS = 100  # of an invalid row's value kept in the report
-_DELIMITERS = (",", ";", "\t", "|")  # spreadsheets in many locales export ";"
-_READ_CHUNK = 1 << 20
-_SPOOL_IN_MEMORY = 8 << 20  # recipients spooled in memory up to this size, then on disk
-
-# Called with the bytes of the file read so far (for a progress bar).
-ImportProgress = Callable[[int], None]
-
-
-class AudienceImportError(ValueError):
-    """The file or rows cannot be imported at all (nothing was written); the message says what
-    to fix."""
-
-
-@dataclass
-class _Collector:
-    """Row outcomes of one import: recipients go to a spool file (one "phone TAB row number TAB
-    variables as JSON" line each, JSON escapes every tab and newline) until the single write
-    transaction;
-    counts and the first invalid rows stay in memory."""
-
-    normalize: PhoneNormalizer
-    spool: IO[str]
-    recipients: int = 0
-    seen: set[int] = field(default_factory=set)  # E.164 digits as integers: ~5x smaller
-    variable_names: dict[str, None] = field(default_factory=dict)  # ordered set
-    filled: Counter[str] = field(default_factory=Counter)  # non-empty values, per variable
-    invalid_rows: list[InvalidRow] = field(default_factory=list)
-    invalid_reasons: Counter[str] = field(default_factory=Counter)
-    duplicates: int = 0
-    _lines: list[str] = field(default_factory=list)  # spool lines not written yet
-
-    @property
-    def invalid(self) -> int:
-        return sum(self.invalid_reasons.values())
-
-    def add(self, row_number: int, raw_phone: str, variables: dict[str, str]) -> None:
-        try:
-            phone = self.normalize(raw_phone)
-        except InvalidPhoneNumber as error:
-            self.reject(row_number, raw_phone.strip(), error.reason)
-            return
-        key = int(phone[1:])
-        if key in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(key)
-        self.recipients += 1
-        for name, value in variables.items():
-            if value:
-                self.filled[name] += 1
-        self._lines.append(f"{phone}\t{row_number}\t{json.dumps(variables)}\n")
-        if len(self._lines) >= _INSERT_CHUNK:
-            self.spool.writelines(self._lines)
-            self._lines.clear()
-
-    def reject(self, row_number: int, value: str, reason: str) -> None:
-        self.invalid_reasons[reason] += 1
-        if len(self.invalid_rows) < _KEPT_INVALID_ROWS:
-            self.invalid_rows.append(
-                InvalidRow(row_number=row_number, value=value[:_VALUE_CHARS], reason=reason)
-            )
-
-    def spooled(self) -> Iterator[tuple[str, int, str]]:
-        """(phone, CSV row number, variables as JSON) of every recipient, in file order."""
-        self.spool.writelines(self._lines)
-        self._lines.clear()
-        self.spool.seek(0)
-        for line in self.spool:
-            phone, row_number, variables = line.rstrip("\n").split("\t", 2)
-            yield phone, int(row_number), variables
-
-
-def _spool() -> IO[str]:
-    return tempfile.SpooledTemporaryFile(
-        max_size=_SPOOL_IN_MEMORY, mode="w+", encoding="utf-8", newline="\n"
-    )
+_SQLITE_IMPORT_CACHE_KIB = 32 << 10  # SQLite's page cache while recipients are inserted
 
 
 def import_audience_csv(
@@ -144,9 +73,9 @@ def import_audience_csv(
     started = time.perf_counter()
     normalize = _normalizer(default_region)
     with ExitStack() as stack:
-        raw = _open(source, stack)
-        collector = _Collector(normalize, stack.enter_context(_spool()))
-        _collect_csv(raw, _text(raw, progress), phone_column.strip(), collector)
+        raw = open_source(source, stack)
+        collector = Collector(normalize, stack.enter_context(spool_file()))
+        collect_csv(raw, decoded_text(raw, progress), phone_column.strip(), collector)
         return _store(db, account_id, name, collector, started)
 
 
@@ -167,9 +96,9 @@ def import_audience_rows(
     """
     started = time.perf_counter()
     normalize = _normalizer(default_region)
-    with _spool() as spool:
+    with spool_file() as spool:
         return _import_rows(
-            db, account_id, name, rows, phone_column, _Collector(normalize, spool), started
+            db, account_id, name, rows, phone_column, Collector(normalize, spool), started
         )
 
 
@@ -179,7 +108,7 @@ def _import_rows(
     name: str,
     rows: Iterable[Mapping[str, str]],
     phone_column: str,
-    collector: _Collector,
+    collector: Collector,
     started: float,
 ) -> AudienceImportResult:
     target = phone_column.strip().casefold()
@@ -201,7 +130,10 @@ def _import_rows(
             continue  # a blank row
         any_row = True
         collector.variable_names.update(dict.fromkeys(variables))
-        collector.add(row_number, phone or "", variables)
+        accepted = collector.accept(row_number, phone or "")
+        if accepted is not None:
+            collector.filled.update(name for name, value in variables.items() if value)
+            collector.keep(accepted, row_number, json.dumps(variables))
     if not any_row:
         raise AudienceImportError("no rows to import")
     return _store(db, account_id, name, collector, started)
@@ -271,168 +203,8 @@ def _normalizer(default_region: str) -> PhoneNormalizer:
         raise AudienceImportError(str(error)) from None
 
 
-def _open(source: str | os.PathLike[str] | BinaryIO, stack: ExitStack) -> BinaryIO:
-    if isinstance(source, str | os.PathLike):
-        try:
-            return stack.enter_context(open(source, "rb"))
-        except OSError as error:
-            raise AudienceImportError(
-                f"cannot read {os.fspath(source)}: {error.strerror}"
-            ) from None
-    if isinstance(source, io.TextIOBase):
-        raise TypeError("open the CSV file in binary mode ('rb'): the import checks its encoding")
-    return source
-
-
-class _CountingRaw(io.RawIOBase):
-    """The source as a raw stream that tells `progress` how far it got."""
-
-    def __init__(self, source: BinaryIO, progress: ImportProgress | None) -> None:
-        self._source = source
-        self._progress = progress
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        if isinstance(data, str):
-            raise TypeError(
-                "open the CSV file in binary mode ('rb'): the import checks its encoding"
-            )
-        size = len(data)
-        buffer[:size] = data
-        self.read_bytes += size
-        if self._progress is not None and size:
-            self._progress(self.read_bytes)
-        return size
-
-
-def _text(source: BinaryIO, progress: ImportProgress | None) -> IO[str]:
-    """The file as text decoded while it is read (by `io`, in C); refuses at once what a
-    spreadsheet user may upload by mistake, saying how to fix it (re-saving as "CSV UTF-8"
-    fixes most). Bytes that are not UTF-8 raise UnicodeDecodeError as they are reached."""
-    buffered = io.BufferedReader(_CountingRaw(source, progress), _READ_CHUNK)
-    head = buffered.peek(_READ_CHUNK)  # the first read's bytes, not consumed
-    if head.startswith(b"PK\x03\x04"):
-        raise AudienceImportError(
-            "this is an Excel workbook (or another zip file), not CSV: save it as 'CSV UTF-8'"
-        )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise AudienceImportError("the file is UTF-16: save it as 'CSV UTF-8'")
-    if b"\x00" in head:  # later NULs: csv refuses the line
-        raise AudienceImportError("the file is binary, not a CSV text file")
-    return io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
-
-
-def _first_bad_line(source: BinaryIO) -> int | None:
-    """The line of the first byte that is not UTF-8, found again from the start (the decoder
-    reads ahead of the rows); None when the source cannot be read again."""
-    try:
-        source.seek(0)
-    except (OSError, ValueError):
-        return None
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    while chunk := source.read(_READ_CHUNK):
-        try:
-            decoder.decode(chunk)
-        except UnicodeDecodeError as error:
-            return line + chunk.count(b"\n", 0, max(0, error.start))
-        line += chunk.count(b"\n")
-    return line
-
-
-def _collect_csv(source: BinaryIO, text: IO[str], phone_column: str, collector: _Collector) -> None:
-    head: list[str] = []
-    try:
-        for line in text:  # the delimiter is the header's: find the first non-blank line
-            head.append(line)
-            if line.strip():
-                break
-        if not head or not head[-1].strip():
-            raise AudienceImportError("the file is empty")
-        delimiter = max(_DELIMITERS, key=head[-1].count)
-        reader = csv.reader(itertools.chain(head, text), delimiter=delimiter)
-        _collect_records(enumerate(reader, start=1), delimiter, phone_column, collector)
-    except UnicodeDecodeError:
-        bad_line = _first_bad_line(source)
-        where = f" (first bad byte on line {bad_line})" if bad_line is not None else ""
-        raise AudienceImportError(
-            f"the file is not UTF-8{where}: save it as 'CSV UTF-8' and import it again"
-        ) from None
-    except csv.Error as error:
-        if "NUL" in str(error):
-            raise AudienceImportError("the file is binary, not a CSV text file") from None
-        raise AudienceImportError(f"not a valid CSV file: {error}") from None
-
-
-def _collect_records(
-    records: Iterator[tuple[int, list[str]]],
-    delimiter: str,
-    phone_column: str,
-    collector: _Collector,
-) -> None:
-    header: list[str] = []
-    for _, record in records:
-        if any(cell.strip() for cell in record):
-            header = [cell.strip() for cell in record]
-            break
-    phone_index = _phone_index(header, phone_column, collector.normalize)
-    variables = [(i, column) for i, column in enumerate(header) if column and i != phone_index]
-    collector.variable_names.update(dict.fromkeys(column for _, column in variables))
-    width = len(header)
-    any_row = False
-    for row_number, record in records:
-        if not any(cell.strip() for cell in record):
-            continue  # blank rows, and the empty rows spreadsheets leave at the end
-        any_row = True
-        if len(record) > width and not any(cell.strip() for cell in record[width:]):
-            record = record[:width]  # trailing empty cells
-        if len(record) != width:
-            value = record[phone_index] if phone_index < len(record) else delimiter.join(record)
-            collector.reject(
-                row_number, value.strip(), f"expected {width} cells, found {len(record)}"
-            )
-            continue
-        collector.add(
-            row_number,
-            record[phone_index],
-            {column: record[i].strip() for i, column in variables},
-        )
-    if not any_row:
-        raise AudienceImportError("the file has a header row but no data rows")
-
-
-def _phone_index(header: list[str], phone_column: str, normalize: PhoneNormalizer) -> int:
-    target = phone_column.casefold()
-    matches = [i for i, column in enumerate(header) if column.casefold() == target]
-    if len(matches) > 1:
-        raise AudienceImportError(f"{len(matches)} columns are named {phone_column!r}: keep one")
-    if not matches:
-        found = ", ".join(repr(column) for column in header if column) or "none"
-        message = f"no {phone_column!r} column; the columns are: {found}"
-        if header and _looks_like_phone(header[0], normalize):
-            message += f" (the first row looks like data: add a header row naming {phone_column!r})"
-        raise AudienceImportError(message)
-    named = [column for column in header if column]
-    repeated = sorted({column for column in named if named.count(column) > 1})
-    if repeated:
-        raise AudienceImportError(f"column {repeated[0]!r} appears more than once")
-    return matches[0]
-
-
-def _looks_like_phone(cell: str, normalize: PhoneNormalizer) -> bool:
-    try:
-        normalize(cell)
-    except InvalidPhoneNumber:
-        return False
-    return True
-
-
 def _store(
-    db: Database, account_id: str, name: str, collector: _Collector, started: float
+    db: Database, account_id: str, name: str, collector: Collector, started: float
 ) -> AudienceImportResult:
     """Write the audience and its recipients in one transaction, set-based."""
     name = name.strip()
@@ -526,15 +298,33 @@ def _insert_recipients(
     statement += (
         "(?, ?, ?, 0, ?)" if connection.dialect.paramstyle == "qmark" else "(%s, %s, %s, false, %s)"
     )
-    while chunk := [
-        (audience_id, phone, variables, row_number)
-        for phone, row_number, variables in itertools.islice(recipients, _INSERT_CHUNK)
-    ]:
-        connection.exec_driver_sql(statement, chunk)
+    with _import_page_cache(connection):
+        while chunk := [
+            (audience_id, phone, variables, row_number)
+            for phone, row_number, variables in itertools.islice(recipients, _INSERT_CHUNK)
+        ]:
+            connection.exec_driver_sql(statement, chunk)
+
+
+@contextmanager
+def _import_page_cache(connection: Connection) -> Iterator[None]:
+    """On SQLite, a page cache of `_SQLITE_IMPORT_CACHE_KIB` for the inserts (then the
+    connection's own again): the unique (audience, number) index is written in the numbers'
+    random order, and with the default 2 MiB cache a million rows spend half their time
+    re-reading its pages."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    previous = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
 
 
 def _missing_variables(
-    collector: _Collector, names: list[str], sendable: int, suppressed: list[dict[str, Any]]
+    collector: Collector, names: list[str], sendable: int, suppressed: list[dict[str, Any]]
 ) -> dict[str, int]:
     """{variable: sendable recipients without a value}: what the preflight needs to refuse a
     campaign whose template would go out with a hole in it, without reading the recipients."""
@@ -544,7 +334,7 @@ def _missing_variables(
     return {name: sendable - filled[name] for name in names}
 
 
-def _log_import(audience: Audience, collector: _Collector, elapsed: float) -> None:
+def _log_import(audience: Audience, collector: Collector, elapsed: float) -> None:
     # Counts and reasons only: phone numbers and variables are personal data.
     log.info(
         "audience %s imported for account %s: %d valid, %d invalid, %d duplicates, "

@@ -7,17 +7,17 @@ webhook matches no row and changes nothing. A whole webhook batch costs a handfu
 (one UPDATE per target status and chunk of ids), not one round trip per status.
 """
 
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Update, case, func, literal, select, update
+from sqlalchemy import Update, bindparam, func, literal_column, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.policy import (
@@ -227,7 +227,8 @@ def _stored_provider_id(session: Session, message_id: int) -> str | None:
 
 
 def _apply_known(session: Session, updates: Sequence[StatusUpdate]) -> int:
-    """One conditional UPDATE per target status (and chunk of ids), lowest rank first."""
+    """One conditional UPDATE per target status, run for all its messages at once
+    (executemany: one prepared statement, pipelined on PostgreSQL), lowest rank first."""
     by_status: dict[MessageStatus, dict[str, StatusUpdate]] = defaultdict(dict)
     for u in updates:
         same = by_status[u.status].get(u.provider_message_id)
@@ -240,53 +241,51 @@ def _apply_known(session: Session, updates: Sequence[StatusUpdate]) -> int:
         del by_status[MessageStatus.FAILED][pid]
     applied = 0
     now = utcnow()
+    connection = session.connection()
     for status in sorted(by_status, key=MESSAGE_STATUS_RANK.__getitem__):
         targets = sorted(by_status[status].values(), key=lambda u: u.provider_message_id)
-        for chunk in _chunks(targets):
-            applied += rowcount(session, _status_update(status, chunk, now))
+        if not targets:
+            continue
+        rows: list[dict[str, Any]] = [
+            {"pid": u.provider_message_id, "at": u.at, "now": now} for u in targets
+        ]
+        if status is MessageStatus.FAILED:
+            for row, u in zip(rows, targets, strict=True):
+                row |= {"failed_code": u.error_code, "failed_title": u.error_title}
+        result = connection.execute(_status_update(status), rows)
+        applied += int(result.rowcount)
     return applied
 
 
-def _status_update(status: MessageStatus, chunk: Sequence[StatusUpdate], now: datetime) -> Update:
-    """UPDATE messages SET status=:s, <s>_at=<its webhook time>, ... WHERE provider id IN
-    (...) AND status IN (statuses that can become s)."""
-    ids = [u.provider_message_id for u in chunk]
+@functools.cache
+def _status_update(status: MessageStatus) -> Update:
+    """UPDATE messages SET status=:s, <s>_at=:at, ... WHERE provider id = :pid AND status IN
+    (statuses that can become s): built once per status, run with every message's values."""
     values: dict[str, Any] = {
         "status": status.value,
-        STATUS_TIMESTAMP_COLUMN[status]: _per_message(chunk, lambda u: u.at, UTCDateTime()),
-        "updated_at": now,
+        STATUS_TIMESTAMP_COLUMN[status]: bindparam("at", type_=UTCDateTime()),
+        "updated_at": bindparam("now", type_=UTCDateTime()),
     }
     if status is MessageStatus.FAILED:
         values |= {
             "error_class": ErrorClass.FAILED.value,
-            "error_code": _per_message(chunk, lambda u: u.error_code, MessageRow.error_code.type),
-            "error_title": _per_message(
-                chunk, lambda u: u.error_title, MessageRow.error_title.type
-            ),
+            "error_code": bindparam("failed_code", type_=MessageRow.error_code.type),
+            "error_title": bindparam("failed_title", type_=MessageRow.error_title.type),
         }
     return (
         update(MessageRow)
         .where(
-            MessageRow.provider_message_id.in_(ids),
-            MessageRow.status.in_(sorted(s.value for s in statuses_that_can_become(status))),
+            MessageRow.provider_message_id == bindparam("pid"),
+            # Inline (an executemany statement takes no expanding IN list); our enum's values.
+            MessageRow.status.in_(
+                [literal_column(f"'{s.value}'") for s in sorted(statuses_that_can_become(status))]
+            ),
         )
         .values(values)
-        .execution_options(synchronize_session=False)
     )
 
 
 _V = TypeVar("_V")
-
-
-def _per_message(
-    chunk: Sequence[StatusUpdate], value_of: Callable[[StatusUpdate], Any], type_: Any
-) -> ColumnElement[Any]:
-    """CASE provider_message_id WHEN 'wamid1' THEN v1 ... END: one statement still sets a
-    different value on each row."""
-    return case(
-        {u.provider_message_id: literal(value_of(u), type_=type_) for u in chunk},
-        value=MessageRow.provider_message_id,
-    )
 
 
 def _chunks(items: Sequence[_V], size: int = _CHUNK) -> Iterator[Sequence[_V]]:

@@ -45,10 +45,14 @@ MESSAGES_PER_RUN = 1000
 HISTORY_EVENTS_LIMIT = 6000
 PAGE_SIZE = 1000
 MAX_WINDOW = 500
-# How often counts (which include webhook statuses) are re-read from the store.
+# How often counts (which include webhook statuses) are re-read from the store: every 5 s
+# while sending; while paused or throttled every 5 s as long as they change (the statuses of
+# the last sends arrive), then twice as long after each unchanged read, up to 10 minutes.
 REFRESH_WHILE_SENDING = timedelta(seconds=5)
 REFRESH_WHILE_WAITING = timedelta(minutes=10)
 SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
+# Histories from before the back-off replay with the flat 10 minutes while waiting.
+REFRESH_BACKOFF_PATCH = "refresh-while-waiting-backs-off"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -59,6 +63,7 @@ class CampaignDispatch(CampaignLifecycle):
         self._run_dispatched = 0
         self._deferred: deque[int] = deque(self._s.deferred)
         self._buffer: deque[int] = deque()
+        self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
 
     async def _send_all(self) -> None:
         s = self._s
@@ -272,18 +277,25 @@ class CampaignDispatch(CampaignLifecycle):
         )
 
     def _refresh_interval(self) -> timedelta:
-        """Often while messages go out; rarely while paused or throttled (which may last days),
-        so that waiting does not fill the history."""
+        """Often while messages go out; while paused or throttled (which may last days) often
+        only while the counts still change, so that waiting does not fill the history."""
         if self._dispatch_blocked_until() is None and self._pending:
             return REFRESH_WHILE_SENDING
-        return REFRESH_WHILE_WAITING
+        if not workflow.patched(REFRESH_BACKOFF_PATCH):
+            return REFRESH_WHILE_WAITING
+        return self._quiet_interval
 
     async def _refresh_due(self) -> bool:
         """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
         now = workflow.now()
         if self._last_refresh is not None and now - self._last_refresh < self._refresh_interval():
             return False
+        before = dict(self._s.counts)
         await self._refresh_counts()
+        if self._s.counts != before:
+            self._quiet_interval = REFRESH_WHILE_SENDING
+        else:
+            self._quiet_interval = min(2 * self._quiet_interval, REFRESH_WHILE_WAITING)
         return True
 
     async def _settle_in_flight(self) -> None:
