@@ -45,8 +45,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.devstack import temporal_binary
-from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.domain.models import Sender
+from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.whatsapp.sandbox.throughput import CalendarSecondLimit
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 

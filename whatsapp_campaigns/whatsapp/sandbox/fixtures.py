@@ -169,14 +169,3 @@ SANDBOX_TEMPLATES: list[Template] = [
     PROMO_MEDIA,
     APPOINTMENT_REMINDER,
 ]
-
-
-def ordinary_numbers(n: int, start: int = 1000) -> list[str]:
-    """Numbers the sandbox accepts, delivers and reads: valid US numbers outside the magic
-    +1 202 555 01xx range, +1 202 555 1000 onwards, then the exchanges after 555 (enough for
-    millions of recipients)."""
-    numbers = []
-    for k in range(start, start + n):
-        exchange, line = divmod(k, 10_000)
-        numbers.append(f"+1202{555 + exchange}{line:04d}")
-    return numbers
