@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from pydantic import AliasChoices
 
 import whatsapp_campaigns.metrics  # noqa: F401  (registers the business metrics)
+from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
@@ -253,6 +254,19 @@ def test_compose_temporal_loads_the_dynamic_config_with_fairness() -> None:
     path = "/etc/temporal/" + temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
     config = _yaml(DEPLOY / mounted[path])
     assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
+
+
+def test_deployed_send_queues_have_one_partition_as_the_dev_server_does() -> None:
+    """Priority (utility before marketing on a number) is strict within one partition only."""
+    config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
+    dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+        default = [rule["value"] for rule in config[key] if rule["constraints"] == {}]
+        assert default == [1] and dev_server[key] == "1"
+        campaigns = [r for r in config[key] if r["constraints"].get("taskQueueName")]
+        assert [r["constraints"]["taskQueueName"] for r in campaigns] == [
+            Settings.model_fields["task_queue"].default
+        ]
 
 
 def test_compose_migration_runs_db_upgrade() -> None:

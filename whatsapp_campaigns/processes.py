@@ -58,8 +58,13 @@ def port_ready(host: str, port: int) -> Callable[[], bool]:
 
 
 # The dev server's dynamic config, as deploy/temporal/dynamicconfig.yaml sets it in production:
-# fairness keys and weights on a task queue (campaigns sharing a number, SPEC §11).
-TEMPORAL_DYNAMIC_CONFIG = ("--dynamic-config-value", "matching.enableFairness=true")
+# fairness keys and weights on a task queue (campaigns sharing a number, SPEC §11), and one
+# partition per queue, so that a number's utility sends strictly go before its marketing ones.
+TEMPORAL_DYNAMIC_CONFIG = (
+    *("--dynamic-config-value", "matching.enableFairness=true"),
+    *("--dynamic-config-value", "matching.numTaskqueueReadPartitions=1"),
+    *("--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"),
+)
 
 
 def temporal_dev_server_command(
