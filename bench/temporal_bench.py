@@ -20,30 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.common import SearchAttributeIndexedValueType
-
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+from whatsapp_campaigns.devstack import temporal_binary
+from whatsapp_campaigns.processes import free_port, temporal_dev_server_command
 
 BENCH_DIR = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_ATTRIBUTE_TYPES = {
-    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-    SearchAttributeIndexedValueType.DATETIME: "Datetime",
-    SearchAttributeIndexedValueType.TEXT: "Text",
-    SearchAttributeIndexedValueType.INT: "Int",
-}
-
-
-def temporal_cli() -> str:
-    import shutil
-
-    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -55,27 +36,14 @@ class DevServer:
 
 @contextlib.contextmanager
 def dev_server(workdir: Path) -> Iterator[DevServer]:
-    """`temporal server start-dev` on a free loopback port with a file-backed SQLite store and
-    the campaign search attributes; stopped (and waited for) when the block ends."""
+    """`temporal server start-dev` on a free loopback port with a file-backed SQLite store, as
+    the dev stack runs it (search attributes, dynamic config); stopped when the block ends."""
     port = free_port()
-    command = [
-        temporal_cli(),
-        "server",
-        "start-dev",
-        "--headless",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db-filename",
-        str(workdir / "temporal.db"),
-        "--log-level",
-        "error",
-    ]
-    for key in ALL_SEARCH_ATTRIBUTES:
-        command += ["--search-attribute", f"{key.name}={_ATTRIBUTE_TYPES[key.indexed_value_type]}"]
+    command = temporal_dev_server_command(
+        temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
+    )
     version = subprocess.run(
-        [temporal_cli(), "--version"], capture_output=True, text=True, check=True
+        [temporal_binary(), "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
     log = (workdir / "temporal.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
