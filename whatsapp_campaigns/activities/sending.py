@@ -74,6 +74,10 @@ class SendActivities:
         job = start.job
         template = await self._template(job)
         if template is not None and template.status.stops_campaigns:
+            # Confirmed from the store: the cached copy may predate the approval that let the
+            # campaign resume, which must not pause it again.
+            template = await self._template(job, fresh=True)
+        if template is not None and template.status.stops_campaigns:
             # Meta paused or disabled it: pause the campaign rather than burn the message.
             await asyncio.to_thread(messages.hand_back_attempt, self._db, job.message_id)
             await self._pause_for_template(job, template)
@@ -162,22 +166,30 @@ class SendActivities:
         except ValueError as error:
             raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
 
-    async def _template(self, job: SendJob) -> Template | None:
+    async def _template(self, job: SendJob, *, fresh: bool = False) -> Template | None:
         """Templates change rarely; each worker re-reads one at most once a minute (by
-        default): often enough to notice that WhatsApp paused it."""
+        default): often enough to notice that WhatsApp paused it. `fresh`: read it now."""
         key = (job.account_id, job.template_name, job.language)
         cached = self._templates.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
+        if not fresh and cached is not None and self._still_fresh(cached[0]):
             return cached[1]
         # One read per expiry: hundreds of sends in flight must not each queue a store read
         # (and wait behind each other in the thread pool) when the cached template expires.
+        asked = time.monotonic()
         async with self._template_reads.setdefault(key, asyncio.Lock()):
             cached = self._templates.get(key)
-            if cached is not None and time.monotonic() - cached[0] < self._template_cache_seconds:
+            if (
+                cached is not None
+                and self._still_fresh(cached[0])
+                and (not fresh or cached[0] > asked)
+            ):
                 return cached[1]
             template = await asyncio.to_thread(catalog.get_template, self._db, *key)
             self._templates[key] = (time.monotonic(), template)
             return template
+
+    def _still_fresh(self, read_at: float) -> bool:
+        return time.monotonic() - read_at < self._template_cache_seconds
 
     async def _failed(self, job: SendJob, error: ProviderError) -> ApplicationError:
         """Record the failed attempt and say how Temporal should retry it."""

@@ -5,6 +5,7 @@ in a thread so the harness keeps watching meanwhile."""
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -72,11 +73,20 @@ async def error_burst(stack: ChaosStack, timings: FaultTimings) -> str:
 
 
 async def lost_answers(stack: ChaosStack, timings: FaultTimings) -> str:
-    """Some accepted sends answered by a gateway's 502 (accepted, the answer lost)."""
+    """Some accepted sends answered by a gateway's 502 (accepted, the answer lost). The window
+    stays open (up to four times as long) until one answer was lost: sends may be held back
+    for a while (retry backoff after the 503 burst), and a window with no send tests nothing."""
+    before = (await stack.sandbox_stats())["faults"]["lost_answers"]
     await stack.set_sandbox_faults(lost_answers=timings.lost_answers)
+    started = time.monotonic()
     await asyncio.sleep(timings.window)
+    while time.monotonic() - started < 4 * timings.window:
+        if (await stack.sandbox_stats())["faults"]["lost_answers"] > before:
+            break
+        await asyncio.sleep(0.5)
     await stack.set_sandbox_faults()
-    return f"{timings.lost_answers:.0%} of answers lost for {timings.window:g} s"
+    open_for = time.monotonic() - started
+    return f"{timings.lost_answers:.0%} of answers lost for {open_for:.0f} s"
 
 
 async def webhook_faults(stack: ChaosStack, timings: FaultTimings) -> str:

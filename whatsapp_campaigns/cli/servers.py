@@ -119,6 +119,13 @@ def sandbox(
     webhook_retry_after: Annotated[
         float, typer.Option(help="Fault: seconds before a dropped webhook's retry.")
     ] = 5.0,
+    strict_throughput: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse (130429) any send beyond the rate in a calendar second, with no "
+            "one-second burst (default: a one-second token bucket)."
+        ),
+    ] = False,
 ) -> None:
     """Serve the WhatsApp Cloud API sandbox over HTTP (SPEC §7), for CAMPAIGNS_PROVIDER=cloud
     with WHATSAPP_API_BASE_URL=http://HOST:PORT and any WHATSAPP_ACCESS_TOKEN. The fault
@@ -157,6 +164,7 @@ def sandbox(
         webhook_delay=webhook_delay,
         access_token=os.environ.get(accept_token_env) if accept_token_env else None,
         faults=faults,
+        strict_throughput=strict_throughput,
     )
 
 

@@ -44,7 +44,7 @@ from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_VERIFIED_NAME,
 )
 from whatsapp_campaigns.whatsapp.sandbox.template_checks import check_components
-from whatsapp_campaigns.whatsapp.sandbox.throughput import CalendarSecondLimit
+from whatsapp_campaigns.whatsapp.sandbox.throughput import SenderThroughput
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import (
     WebhookSink,
     inbound_text_value,
@@ -122,7 +122,7 @@ class _Fate(Enum):
 
 @dataclass
 class _SenderState:
-    throughput: CalendarSecondLimit
+    throughput: SenderThroughput
     # Recipients messaged in the rolling 24 h, by time of their latest message, oldest first.
     recipients: dict[str, float] = field(default_factory=dict)
     # Accept times per recipient in the pair-rate window.
@@ -162,10 +162,13 @@ class SandboxEmulator:
         pair_window: float = 60.0,
         clock: Callable[[], float] = time.time,
         access_tokens: Iterable[str] | None = None,
+        strict_throughput: bool = False,
     ) -> None:
         """`access_tokens`: the tokens the sandbox accepts, as Meta accepts only the tokens
         it issued (default: any non-empty token). `clock`: seconds since the epoch; each
-        sender's throughput is counted per calendar second of it."""
+        sender's sends are counted per calendar second of it. `strict_throughput`: at most the
+        rate in every calendar second (default: a one-second token bucket; `throughput.py`)."""
+        self.strict_throughput = strict_throughput
         self.latency = latency
         self.access_tokens = frozenset(access_tokens) if access_tokens is not None else None
         self.failure_mix: dict[ErrorClass | str, float] = dict(failure_mix or {})
@@ -205,7 +208,7 @@ class SandboxEmulator:
         with self._lock:
             self._senders[sender.phone_number_id] = sender
             self._state[sender.phone_number_id] = _SenderState(
-                CalendarSecondLimit(sender.rate_per_second)
+                SenderThroughput(sender.rate_per_second, strict=self.strict_throughput)
             )
 
     def set_sender_rate(self, phone_number_id: str, rate_per_second: float) -> None:

@@ -117,10 +117,12 @@ def run_sandbox_server(
     webhook_delay: float = 0.3,
     access_token: str | None = None,
     faults: FaultSwitches | None = None,
+    strict_throughput: bool = False,
 ) -> None:
     """Serve the sandbox until interrupted, with the fault switches `faults`; status webhooks
     go to `webhook_url`, signed with `app_secret` (none without a URL); `rate` overrides the
-    sandbox sender's messages/s; `access_token`: the only bearer token accepted (default: any)."""
+    sandbox sender's messages/s (`strict_throughput`: in every calendar second);
+    `access_token`: the only bearer token accepted (default: any)."""
     played = SandboxFaults(faults or FaultSwitches())
     emulator = sandbox_emulator(
         webhook_url=webhook_url,
@@ -130,6 +132,7 @@ def run_sandbox_server(
         webhook_delay=webhook_delay,
         access_token=access_token,
         faults=played,
+        strict_throughput=strict_throughput,
     )
     # No access log: at hundreds of sends a second it would drown everything else.
     uvicorn.run(
@@ -150,6 +153,7 @@ def sandbox_emulator(
     webhook_delay: float = 0.3,
     access_token: str | None = None,
     faults: SandboxFaults | None = None,
+    strict_throughput: bool = False,
 ) -> SandboxEmulator:
     """The standalone server's emulator: its webhooks go out through the same bounded sink as
     the dev stack's (a few connections, the other posts waiting their turn), through the
@@ -165,6 +169,7 @@ def sandbox_emulator(
         app_secret=app_secret,
         webhook_delay=webhook_delay,
         access_tokens=[access_token] if access_token else None,
+        strict_throughput=strict_throughput,
     )
     if rate is not None:
         emulator.set_sender_rate(SANDBOX_SENDER_ID, rate)
