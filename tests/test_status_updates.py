@@ -22,6 +22,7 @@ from whatsapp_campaigns.store.status_updates import (
     AppliedCounts,
     InboundReply,
     StatusUpdate,
+    _reconcile_by_callback_data,
     apply_inbound_replies,
     apply_status_updates,
 )
@@ -355,3 +356,21 @@ def test_stop_keywords_ignore_case_and_whitespace(db: Database, text: str) -> No
     phone = message(db, seeded.message_ids[0]).phone_e164
     _replies(db, InboundReply(phone, text, later(5)))
     assert opted_out_phones(db) == {phone}
+
+
+def test_a_provider_id_committed_between_the_batch_reads_still_gets_its_status(
+    db: Database,
+) -> None:
+    """The send's commit lands after the batch looked for the id and before it reads the
+    message named by biz_opaque_callback_data: the id is the same, the status applies."""
+    seeded = seed_messages(db, status=MessageStatus.SENT, with_provider_id=False)
+    message_id = seeded.message_ids[0]
+    with db.session() as session:
+        session.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(provider_message_id="wamid.late")
+        )
+    webhook = StatusUpdate("wamid.late", DELIVERED, later(1), str(message_id))
+    with db.session() as session:
+        assert _reconcile_by_callback_data(session, [webhook]) == {"wamid.late"}

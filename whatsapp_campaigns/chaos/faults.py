@@ -66,10 +66,18 @@ async def restart_api(stack: ChaosStack, timings: FaultTimings) -> str:
 
 
 async def error_burst(stack: ChaosStack, timings: FaultTimings) -> str:
-    """WhatsApp refuses every send with 503 for a few seconds."""
-    await stack.sandbox_error_burst(timings.error_burst)
-    await asyncio.sleep(timings.error_burst)
-    return f"{timings.error_burst:g} s of 503s"
+    """WhatsApp refuses every send with 503 for a few seconds; again (up to four bursts) while
+    no send was refused, since sends may be held back for a moment and a burst that refuses
+    nothing tests nothing."""
+    before = (await stack.sandbox_stats())["faults"]["error_burst_refusals"]
+    bursts = 0
+    while bursts < 4:
+        await stack.sandbox_error_burst(timings.error_burst)
+        await asyncio.sleep(timings.error_burst)
+        bursts += 1
+        if (await stack.sandbox_stats())["faults"]["error_burst_refusals"] > before:
+            break
+    return f"{bursts} bursts of {timings.error_burst:g} s of 503s"
 
 
 async def lost_answers(stack: ChaosStack, timings: FaultTimings) -> str:

@@ -186,6 +186,11 @@ def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate
     ).all()
     for message_id, stored in rows:
         provider_id = provider_id_by_message[message_id]
+        if stored == provider_id:
+            # The send stored this very id after the batch looked for it (its commit came
+            # between the two reads): the status applies as to any known message.
+            reconciled.add(provider_id)
+            continue
         if stored is not None:
             log.warning(
                 "message %d has provider id %s, not %s from biz_opaque_callback_data: ignored",
