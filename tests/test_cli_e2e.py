@@ -33,7 +33,7 @@ from tests.cli_helpers import (
     write_audience_csv,
 )
 from tests.engine_harness import Engine, ordinary_numbers, running_engine
-from tests.servers import temporal_cli
+from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import CampaignDraft, Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -269,7 +269,7 @@ async def temporal_signal(
     dev_server: WorkflowEnvironment, campaign_id: str, name: str, payload: dict[str, Any]
 ) -> None:
     process = await asyncio.create_subprocess_exec(
-        temporal_cli(),
+        temporal_binary(),
         *("workflow", "signal", "--address", address(dev_server), "--namespace", "default"),
         *("--workflow-id", f"campaign-{campaign_id}", "--name", name),
         *("--input", json.dumps(payload)),

@@ -21,7 +21,7 @@ from tests.cli_helpers import (
     subprocess_env,
     write_audience_csv,
 )
-from tests.servers import temporal_cli
+from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import campaigns, messages, optouts
 from whatsapp_campaigns.store.db import Database
@@ -137,7 +137,7 @@ def test_dev_stack_serves_everything_stops_on_ctrl_c_and_keeps_campaigns(tmp_pat
         }
         assert httpx.get(f"http://127.0.0.1:{ports['--ui-port']}/").status_code == 200
         attributes = subprocess.run(
-            [temporal_cli(), "operator", "search-attribute", "list", "--address", temporal],
+            [temporal_binary(), "operator", "search-attribute", "list", "--address", temporal],
             capture_output=True,
             text=True,
             check=True,
@@ -174,7 +174,7 @@ def test_dev_stack_serves_everything_stops_on_ctrl_c_and_keeps_campaigns(tmp_pat
         assert progress["status"] == "scheduled"
         described = subprocess.run(
             [
-                *(temporal_cli(), "workflow", "describe", "--address", temporal),
+                *(temporal_binary(), "workflow", "describe", "--address", temporal),
                 *("--workflow-id", f"campaign-{campaign_id}", "--output", "json"),
             ],
             capture_output=True,
