@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import httpx
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from whatsapp_campaigns.api.app import create_app
@@ -69,11 +70,23 @@ async def api_client(
     settings = settings or make_settings(db)
     campaigns_client = CampaignsClient(cast(Client, UnusedTemporal()), db, settings)
     app = create_app(settings, db, campaigns_client=campaigns_client, providers=providers)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://api", headers=headers
-    ) as client:
+    async with served(app, headers=headers) as client:
         yield client
+
+
+@asynccontextmanager
+async def served(
+    app: FastAPI, *, base_url: str = "http://api", headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` with the app's lifespan around it, as uvicorn runs it: its webhook
+    applier stops with the test instead of applying later tests' webhooks (the event loop and
+    the PostgreSQL schema last the whole session)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=base_url, headers=headers
+        ) as client:
+            yield client
 
 
 def draft_body(**changes: Any) -> dict[str, Any]:

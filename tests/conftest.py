@@ -2,6 +2,7 @@
 CAMPAIGNS_TEST_POSTGRES_URL is set (`.ci/run` sets it when a server answers on 127.0.0.1:5432).
 """
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -92,3 +93,21 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+WEBHOOK_INGEST_TASKS = frozenset({"webhook inbox writer", "webhook applier"})
+
+
+@pytest.fixture(autouse=True)
+async def _no_webhook_applier_outlives_its_test() -> AsyncIterator[None]:
+    """The event loop lasts the whole session and PostgreSQL tests share one schema: an API
+    app left running by one test would apply the next tests' webhooks behind their backs."""
+    yield
+    leaked = [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_name() in WEBHOOK_INGEST_TASKS and not task.done()
+    ]
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"the test left {len(leaked)} webhook ingest tasks running"

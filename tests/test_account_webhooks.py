@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from tests.api_helpers import SENDER, UnusedTemporal, make_settings, seed
+from tests.api_helpers import SENDER, UnusedTemporal, make_settings, seed, served
 from tests.store_helpers import seed_account, seed_campaign
 from tests.webhook_helpers import signed
 from whatsapp_campaigns.api.app import create_app
@@ -60,8 +60,7 @@ async def receiver(db: Database) -> AsyncIterator[Receiver]:
     recording = RecordingClient(db)
     settings = make_settings(db, CAMPAIGNS_SECRET_KEY=generate_secret_key())
     app = create_app(settings, db, campaigns_client=recording)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with served(app) as client:
         yield Receiver(client, recording, db)
 
 
@@ -197,8 +196,7 @@ async def test_a_webhook_signed_with_an_accounts_own_app_secret_is_accepted(
     )
     settings = make_settings(db, CAMPAIGNS_SECRET_KEY=key)
     app = create_app(settings, db, campaigns_client=RecordingClient(db))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with served(app) as client:
         content, headers = signed(_template_update("PAUSED"), "own-secret")
         response = await client.post("/webhooks/whatsapp", content=content, headers=headers)
     assert response.status_code == 200

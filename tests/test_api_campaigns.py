@@ -10,7 +10,6 @@ from typing import cast
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import event
 from temporalio.client import Client
 
@@ -24,6 +23,7 @@ from tests.api_helpers import (
     seed,
     seed_audience,
     seed_messages,
+    served,
 )
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.domain.models import CampaignDraft, Progress
@@ -401,15 +401,10 @@ async def test_report_of_an_unknown_campaign_is_404(api: httpx.AsyncClient) -> N
 # ------------------------------------------------------------------- the Temporal connection
 
 
-def _asgi(app: FastAPI) -> httpx.AsyncClient:
-    """A client of an app that builds its own `CampaignsClient` (lazily, as in production)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
-
-
 async def test_read_routes_never_build_the_campaigns_client(db: Database) -> None:
     seed(db)
     app = create_app(make_settings(db), db)
-    async with _asgi(app) as api:
+    async with served(app) as api:
         assert (await api.get("/campaigns")).status_code == 200
         assert (await api.get("/healthz")).status_code == 200
     assert app.state.campaigns_client._client is None
@@ -419,7 +414,7 @@ async def test_drafts_are_created_while_temporal_is_unreachable(db: Database) ->
     seed(db)
     settings = make_settings(db, TEMPORAL_ADDRESS="127.0.0.1:1")
     app = create_app(settings, db)
-    async with _asgi(app) as api:
+    async with served(app) as api:
         response = await api.post("/campaigns", json=draft_body())
     assert response.status_code == 201
 
@@ -427,7 +422,7 @@ async def test_drafts_are_created_while_temporal_is_unreachable(db: Database) ->
 async def test_scheduling_while_temporal_is_unreachable_is_503(db: Database) -> None:
     seed(db)
     app = create_app(make_settings(db, TEMPORAL_ADDRESS="127.0.0.1:1"), db)
-    async with _asgi(app) as api:
+    async with served(app) as api:
         created = await api.post("/campaigns", json=draft_body(audience_id=seed_audience(db)))
         response = await api.post(f"/campaigns/{created.json()['id']}/launch")
     assert response.status_code == 503
@@ -450,7 +445,7 @@ async def test_a_command_the_workflow_does_not_take_is_503_with_retry_after(
     settings = make_settings(db)
     client = _BusyWorkflowClient(cast(Client, UnusedTemporal()), db, settings)
     app = create_app(settings, db, campaigns_client=client)
-    async with _asgi(app) as api:
+    async with served(app) as api:
         created = await api.post("/campaigns", json=draft_body())
         campaign_id = created.json()["id"]
         response = await api.post(f"/campaigns/{campaign_id}/pause")

@@ -19,6 +19,7 @@ from tests.api_helpers import (
     seed,
     seed_audience,
     seed_messages,
+    served,
 )
 from tests.dashboard_helpers import action_ids, csrf_token, post_form, sign_in
 from whatsapp_campaigns.api.app import create_app
@@ -481,8 +482,7 @@ async def test_an_action_while_temporal_is_unreachable_says_so(db: Database) -> 
     move_to(db, campaign_id, S.SCHEDULED, S.QUEUED, S.SENDING)
     settings = make_settings(db, TEMPORAL_ADDRESS="127.0.0.1:9")  # nothing listens there
     app = create_app(settings, db)  # builds its own client, connecting lazily
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with served(app) as client:
         await sign_in(client)
         page_url = f"/dashboard/campaigns/{campaign_id}"
         answer = await post_form(client, page_url, f"{page_url}/actions/pause")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.api_helpers import served
 from tests.dashboard_helpers import csrf_token
 from tests.store_helpers import seed_account, seed_audience, seed_campaign
 from whatsapp_campaigns.api.app import create_app
@@ -188,10 +189,6 @@ def world(db: Database) -> Iterator[World]:
     )
 
 
-async def _client(world: World) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=world.app), base_url="http://api")
-
-
 def _url(path: str, params: dict[str, str]) -> str:
     return path.format(**{name: params[name] for name in params if "{" + name + "}" in path})
 
@@ -254,7 +251,7 @@ async def test_acme_keys_never_reach_beta(world: World, method: str, path: str) 
     tenancy = ROUTES[(method, path)]
     url = _url(path, world.params)
     for role in ROLES:
-        async with await _client(world) as client:
+        async with served(world.app) as client:
             if tenancy.dashboard:
                 response = await _dashboard(client, method, url, tenancy, world.keys[role])
             else:
@@ -271,7 +268,7 @@ async def test_acme_keys_never_reach_beta(world: World, method: str, path: str) 
 async def test_no_key_or_a_revoked_key_is_refused(world: World, method: str, path: str) -> None:
     tenancy = ROUTES[(method, path)]
     url = _url(path, world.params)
-    async with await _client(world) as client:
+    async with served(world.app) as client:
         if tenancy.dashboard:
             response = await client.request(method, url)
             assert response.status_code in (303, 401), response.text  # to the sign-in page
@@ -285,7 +282,7 @@ async def test_no_key_or_a_revoked_key_is_refused(world: World, method: str, pat
 
 async def test_an_admin_key_acts_on_the_account_x_account_names(world: World) -> None:
     url = f"/campaigns/{world.other_campaign}"
-    async with await _client(world) as client:
+    async with served(world.app) as client:
         admin = {"Authorization": f"Bearer {world.keys[Role.ADMIN]}", "X-Account": OTHER}
         assert (await client.get(url, headers=admin)).status_code == 200
         for role in (Role.OPERATOR, Role.VIEWER):

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -25,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from temporalio.testing import WorkflowEnvironment
 
+from tests.api_helpers import served
 from tests.engine_harness import ordinary_numbers
 from whatsapp_campaigns import tracing
 from whatsapp_campaigns.api.app import create_app
@@ -184,11 +184,7 @@ async def traced_campaign(
     running = asyncio.create_task(workers.run())
     app = create_app(settings, db)
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://api",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as api:
+        async with served(app, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
             created = await api.post(
                 "/campaigns",
                 json={

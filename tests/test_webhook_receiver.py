@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.api_helpers import served
 from tests.webhook_helpers import (
     APP_SECRET,
     VERIFY_TOKEN,
@@ -24,7 +25,7 @@ from tests.webhook_helpers import (
     status_item,
     webhook_body,
 )
-from whatsapp_campaigns.api import webhook_appliers, webhook_ingest
+from whatsapp_campaigns.api import webhook_appliers
 from whatsapp_campaigns.api.access_log import ACCESS_LOGGER, quiet_webhook_receipts
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.api.webhook_appliers import Change
@@ -48,13 +49,9 @@ def _settings(db: Database, **extra: Any) -> Settings:
     )
 
 
-@contextlib.asynccontextmanager
-async def _running(app: FastAPI) -> AsyncIterator[Client]:
+def _running(app: FastAPI) -> contextlib.AbstractAsyncContextManager[Client]:
     """The app with its lifespan (the applier runs), and a client to it."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with Client(transport=transport, base_url="http://receiver") as test_client:
-            yield test_client
+    return served(app, base_url="http://receiver")
 
 
 @pytest.fixture
@@ -279,7 +276,10 @@ async def test_a_reply_with_the_campaigns_own_stop_keyword_opts_the_number_out(
 async def test_webhooks_answered_200_before_a_crash_are_applied_on_restart(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhook_ingest, "CLOSE_SETTLE_SECONDS", 0)  # dies: applies nothing more
+    async def dies(self: WebhookIngest) -> None:  # applies nothing more at shutdown
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(WebhookIngest, "settle", dies)
     seeded = seed_messages(db, 3)
     first = create_app(_settings(db), db)
     async with _running(first) as client:
