@@ -174,3 +174,12 @@ async def running_engine(
             await task
         await providers.aclose()
         db.dispose()
+
+
+async def wait_for_sends(engine: Engine, count: int, timeout: float = 30.0) -> None:
+    """Until the sandbox accepted `count` sends (a campaign is under way)."""
+    for _ in range(int(timeout / 0.05)):
+        if len(engine.emulator.accepted_sends) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} sends in {timeout} s")

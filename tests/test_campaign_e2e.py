@@ -12,7 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.engine_harness import Engine, ordinary_numbers, running_engine, wait_for_sends
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.api.webhook_ingest import WebhookIngest
 from whatsapp_campaigns.domain.models import Progress
@@ -109,14 +109,6 @@ async def engine(dev_server: WorkflowEnvironment, db_url: str) -> AsyncIterator[
         yield running
 
 
-async def wait_for_sends(engine: Engine, count: int, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if len(engine.emulator.accepted_sends) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {count} sends in {timeout} s")
-
-
 # Runs here, on a real server: the time-skipping test server fails workflow tasks when
 # hundreds of activities are cancelled at once ("Already open activity").
 async def test_cancel_while_sending_cancels_the_remaining_messages(engine: Engine) -> None:
@@ -137,23 +129,26 @@ async def test_cancel_while_sending_cancels_the_remaining_messages(engine: Engin
     assert final.counts.get(MessageStatus.CANCELLED) == cancelled
 
 
-async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(engine: Engine) -> None:
-    engine.emulator.failure_mix = {"invalid_contact": 0.3}  # far above the 5 % guard
-    phones = ordinary_numbers(300)
-    campaign_id = await engine.campaign(phones)
-    handle = await engine.start(campaign_id)
+async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(
+    dev_server: WorkflowEnvironment, db_url: str
+) -> None:
+    # 50 msg/s: the 300 sends take 6 s, long enough for the guard to stop them under any load.
+    async with running_engine(dev_server.client, db_url, sender_rate=50) as engine:
+        engine.emulator.failure_mix = {"invalid_contact": 0.3}  # far above the 5 % guard
+        campaign_id = await engine.campaign(ordinary_numbers(300))
+        handle = await engine.start(campaign_id)
 
-    async def paused() -> Progress:
-        while True:
-            progress = await handle.query("progress", result_type=Progress)
-            if progress.status is CampaignStatus.PAUSED:
-                return progress
-            await asyncio.sleep(0.05)
+        async def paused() -> Progress:
+            while True:
+                progress = await handle.query("progress", result_type=Progress)
+                if progress.status is CampaignStatus.PAUSED:
+                    return progress
+                await asyncio.sleep(0.05)
 
-    progress = await asyncio.wait_for(paused(), timeout=60)
-    assert "auto-paused" in (progress.status_reason or "")
-    assert progress.counts.get(MessageStatus.QUEUED, 0) > 0  # it stopped before the end
-    await handle.signal("cancel", {"by": "test"})
-    final = await handle.result()
-    await engine.record_history(handle, "auto_pause_then_cancel")
+        progress = await asyncio.wait_for(paused(), timeout=60)
+        assert "auto-paused" in (progress.status_reason or "")
+        await handle.signal("cancel", {"by": "test"})
+        final = await handle.result()
+        await engine.record_history(handle, "auto_pause_then_cancel")
     assert final.status is CampaignStatus.CANCELLED
+    assert final.counts.get(MessageStatus.CANCELLED, 0) > 0  # it stopped before the end

@@ -32,7 +32,7 @@ from tests.cli_helpers import (
     subprocess_env,
     write_audience_csv,
 )
-from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.engine_harness import Engine, ordinary_numbers, running_engine, wait_for_sends
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import CampaignDraft, Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
@@ -114,13 +114,6 @@ async def draft(engine: Engine, phones: Sequence[str], *, template: str = "order
         ),
     )
     return campaign.id
-
-
-async def wait_for_sends(engine: Engine, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(engine.emulator.accepted_sends) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} sends in {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 async def wait_for(

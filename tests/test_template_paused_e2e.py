@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.engine_harness import Engine, ordinary_numbers, running_engine
+from tests.engine_harness import Engine, ordinary_numbers, running_engine, wait_for_sends
 from whatsapp_campaigns.domain.models import Progress, TemplateStatus
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.starter import CampaignRefused, CampaignsClient
@@ -34,9 +34,9 @@ async def test_a_template_paused_mid_campaign_pauses_it_and_burns_no_message(
     dev_server: WorkflowEnvironment, db_url: str
 ) -> None:
     async with running_engine(dev_server.client, db_url, sender_rate=40) as engine:
-        campaign_id = await engine.campaign(ordinary_numbers(200))
+        campaign_id = await engine.campaign(ordinary_numbers(300))
         handle = await engine.start(campaign_id)
-        await asyncio.sleep(1.0)  # some messages out, most still queued
+        await wait_for_sends(engine, 10)  # some messages out, most still queued
         _set_template(engine, TemplateStatus.PAUSED)  # what the account webhook stores
 
         paused = await asyncio.wait_for(_until_paused(engine, campaign_id), timeout=30)
