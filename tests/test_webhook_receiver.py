@@ -422,6 +422,24 @@ async def test_healthz_and_metrics_show_webhooks_waiting(client: Client, app: Fa
     assert "campaigns_webhook_backlog 2.0" in metrics
 
 
+async def test_the_webhook_post_skips_the_app_middleware_and_other_requests_do_not(
+    app: FastAPI, db: Database
+) -> None:
+    seen: list[str] = []
+
+    @app.middleware("http")
+    async def record(request: Any, call_next: Any) -> Any:
+        seen.append(f"{request.method} {request.url.path}")
+        return await call_next(request)
+
+    seeded = seed_messages(db)
+    async with _running(app) as client:
+        body = webhook_body(statuses=[status_item(str(seeded.provider_ids[0]), "read")])
+        assert (await _post(client, body)).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+    assert seen == ["GET /healthz"]
+
+
 async def test_the_openapi_document_describes_the_webhook_post(client: Client) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert set(paths[URL]) == {"get", "post"}
