@@ -23,7 +23,7 @@ from phonenumbers import (
 )
 
 # Separators people type or spreadsheets keep; `parse` ignores them too.
-_SEPARATORS = str.maketrans("", "", " -.()\t\u00a0")
+_SEPARATORS = " -.()\t\u00a0"
 _LETTERS = re.compile(r"[A-Za-z]")
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -174,7 +174,7 @@ class PhoneNormalizer:
         text = raw.strip()
         if not text:
             raise InvalidPhoneNumber("empty")
-        compact = text.translate(_SEPARATORS)
+        compact = _without_separators(text)
         if compact.startswith("00"):
             # No national number starts with 00; the US dials 011 abroad, but people write 00.
             compact = "+" + compact[2:]
@@ -230,6 +230,14 @@ class PhoneNormalizer:
         if rules.national_prefix and rules.national_prefix.match(national):
             return None
         return rules, national
+
+
+def _without_separators(text: str) -> str:
+    # A `replace` per separator: C-level searches that return at once when the separator is
+    # absent, several times faster than `str.translate` (a lookup per character).
+    for separator in _SEPARATORS:
+        text = text.replace(separator, "")
+    return text
 
 
 def _is_valid(number: PhoneNumber, region: str) -> bool:
