@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from whatsapp_campaigns import metrics, tracing
 from whatsapp_campaigns.api import (
+    access_log,
     routes_accounts,
     routes_audiences,
     routes_campaigns,
@@ -61,12 +62,20 @@ class CampaignsAPI(FastAPI):
     second at a top-tier number) skip FastAPI's middleware stack and router, which took about
     a third of each receipt's time (py-spy, bench/RESULTS.md). Nothing on that path needs them:
     the receiver answers its own errors, and webhooks are neither traced nor authenticated by
-    key. Every other request, and the same POST under a root path, goes the usual way."""
+    key. Every other request, and the same POST under a root path, goes the usual way.
+    `access_log`: write the access log (`access_log`), for a server that writes none."""
 
     webhook_receiver = webhooks.WebhookReceiver()
+    access_log = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhooks.PATH and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        webhook = scope["path"] == webhooks.PATH and scope["method"] == "POST"
+        if self.access_log:
+            send = access_log.logged(scope, send, quiet_success=webhook)
+        if webhook:
             scope["app"] = self
             await self.webhook_receiver(scope, receive, send)
             return
@@ -79,7 +88,7 @@ def create_app(
     *,
     campaigns_client: CampaignsClient | None = None,
     providers: AccountProviders | None = None,
-) -> FastAPI:
+) -> CampaignsAPI:
     """`campaigns_client`: the client that creates and steers campaigns; without one, it is
     built on first use (with a lazy Temporal connection) and closed at shutdown.
     `providers`: how each account reaches WhatsApp (default: its stored connection)."""
