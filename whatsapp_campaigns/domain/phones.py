@@ -39,6 +39,8 @@ _LENGTH_REASONS = {
     ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
 }
 
+# Country calling codes as written ("1", "44"): no key starts with 0, as `parse` reads none.
+_COUNTRY_CODES = {str(code): code for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 # Number types, commonest first; `is_valid_number_for_region` tries the rare ones first.
 _TYPES = (
     "mobile",
@@ -86,6 +88,7 @@ class _CountryRules:
     """What the fast path needs of one country code's main region, compiled once."""
 
     country_code: int
+    country_code_text: str  # as written in a number
     national_prefix: re.Pattern[str] | None
     international_prefix: re.Pattern[str] | None
     general: tuple[frozenset[int], re.Pattern[str]] | None
@@ -104,13 +107,15 @@ class _CountryRules:
             return frozenset(d.possible_length or ()), re.compile(d.national_number_pattern)
 
         types = (desc(getattr(metadata, kind)) for kind in _TYPES)
+        country_code = int(metadata.country_code or 0)
         return cls(
-            country_code=int(metadata.country_code or 0),
+            country_code=country_code,
+            country_code_text=str(country_code),
             national_prefix=compiled(metadata.national_prefix_for_parsing),
             international_prefix=compiled(metadata.international_prefix),
             general=desc(metadata.general_desc),
             types=tuple(t for t in types if t is not None),
-            lengths_anywhere=_lengths_anywhere(int(metadata.country_code or 0)),
+            lengths_anywhere=_lengths_anywhere(country_code),
         )
 
     def valid_anywhere(self, national: str) -> bool:
@@ -204,11 +209,9 @@ class PhoneNormalizer:
         if not (3 <= len(digits) <= 17 and digits.isascii() and digits.isdigit()):
             return None
         if international:
-            if digits.startswith("0"):
-                return None  # no country code starts with 0 (`int` would read "01" as 1)
-            for size in (1, 2, 3):
-                country_code = int(digits[:size])
-                if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            for size in (1, 2, 3):  # as `parse` reads the code: the shortest known one
+                country_code = _COUNTRY_CODES.get(digits[:size])
+                if country_code is not None:
                     break
             else:
                 return None
@@ -220,7 +223,7 @@ class PhoneNormalizer:
                 return None
             national = digits
             # `parse` would look for the region's international prefix or country code here.
-            if national.startswith(str(rules.country_code)):
+            if national.startswith(rules.country_code_text):
                 return None
             if rules.international_prefix and rules.international_prefix.match(national):
                 return None
