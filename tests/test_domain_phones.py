@@ -1,11 +1,18 @@
 """Phone normalization as a person importing a contact list would check it."""
 
 import random
+from collections.abc import Callable
+from functools import partial
 
 import phonenumbers
 import pytest
 
-from whatsapp_campaigns.domain.phones import InvalidPhoneNumber, PhoneNormalizer, normalize_phone
+from whatsapp_campaigns.domain.phones import (
+    InvalidPhoneNumber,
+    PhoneNormalizer,
+    _parse_e164,
+    normalize_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +71,7 @@ def test_sandbox_magic_numbers_are_valid() -> None:
         ("12", "too short"),
         ("+1 202 555 01", "too short"),
         ("+999 1234567", "unknown country code"),
+        ("+01 202 555 0143", "unknown country code"),
         ("+1 000 555 0100", "invalid for region US"),
         ("+1 202 555 0100 0000 0000", "too long"),
     ],
@@ -140,3 +148,29 @@ def test_normalizer_agrees_with_phonenumbers(region: str) -> None:
         if raw.startswith("00"):
             continue  # we read 00 as international everywhere; `parse` only where it is the IDD
         assert got == expected, raw
+
+
+def _outcome(check: Callable[[], str]) -> str:
+    try:
+        return check()
+    except InvalidPhoneNumber as error:
+        return f"invalid: {error.reason}"
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE", "IT", "IN", "BR"])
+def test_normalizer_gives_the_full_parses_reason_for_invalid_numbers(region: str) -> None:
+    """Plain-digit numbers are judged without `phonenumbers.parse`, also when invalid: the
+    answer and the reason must be the full parse's, at every length."""
+    rng = random.Random(region)
+    normalizer = PhoneNormalizer(region)
+    country_code = phonenumbers.country_code_for_region(region)
+    invalid = 0
+    for _ in range(300):
+        digits = str(rng.randint(10**2, 10**15)).zfill(rng.randint(3, 15))[: rng.randint(3, 15)]
+        for raw in (digits, f"+{country_code}{digits}", f"+{rng.randint(1, 999)}{digits}"):
+            if raw.startswith("00"):
+                continue  # we read 00 as international everywhere; `parse` only where it is the IDD
+            got = _outcome(partial(normalizer, raw))
+            assert got == _outcome(partial(_parse_e164, raw, region)), raw
+            invalid += got.startswith("invalid")
+    assert invalid > 300  # the invalid paths were taken

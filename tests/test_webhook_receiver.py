@@ -26,7 +26,7 @@ from tests.webhook_helpers import (
     webhook_body,
 )
 from whatsapp_campaigns.api import webhook_appliers
-from whatsapp_campaigns.api.access_log import ACCESS_LOGGER, quiet_webhook_receipts
+from whatsapp_campaigns.api.access_log import ACCESS_LOGGER
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.api.webhook_appliers import Change
 from whatsapp_campaigns.api.webhook_ingest import WebhookIngest
@@ -422,27 +422,44 @@ async def test_healthz_and_metrics_show_webhooks_waiting(client: Client, app: Fa
     assert "campaigns_webhook_backlog 2.0" in metrics
 
 
+async def test_the_webhook_post_skips_the_app_middleware_and_other_requests_do_not(
+    app: FastAPI, db: Database
+) -> None:
+    seen: list[str] = []
+
+    @app.middleware("http")
+    async def record(request: Any, call_next: Any) -> Any:
+        seen.append(f"{request.method} {request.url.path}")
+        return await call_next(request)
+
+    seeded = seed_messages(db)
+    async with _running(app) as client:
+        body = webhook_body(statuses=[status_item(str(seeded.provider_ids[0]), "read")])
+        assert (await _post(client, body)).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+    assert seen == ["GET /healthz"]
+
+
 async def test_the_openapi_document_describes_the_webhook_post(client: Client) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert set(paths[URL]) == {"get", "post"}
     assert {"200", "403", "413"} <= set(paths[URL]["post"]["responses"])
 
 
-def test_the_access_log_leaves_out_stored_webhooks_and_keeps_the_rest(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+async def test_the_access_log_leaves_out_stored_webhooks_and_keeps_the_rest(
+    db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    access = logging.getLogger(ACCESS_LOGGER)
-    monkeypatch.setattr(access, "filters", [])
-    quiet_webhook_receipts()
-    quiet_webhook_receipts()  # idempotent
-    assert len(access.filters) == 1
-    line = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access record
+    app = create_app(_settings(db), db)
+    app.access_log = True  # as `campaigns api` serves it
+    seeded = seed_messages(db)
+    body = webhook_body(statuses=[status_item(str(seeded.provider_ids[0]), "read")])
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
-        access.info(line, "10.0.0.1:5000", "POST", URL, "1.1", 200)
-        access.info(line, "10.0.0.1:5000", "POST", URL, "1.1", 403)
-        access.info(line, "10.0.0.1:5000", "GET", "/campaigns", "1.1", 200)
-    assert [r.getMessage().split('"')[1] for r in caplog.records] == [
-        f"POST {URL} HTTP/1.1",
-        "GET /campaigns HTTP/1.1",
+        async with _running(app) as client:
+            assert (await _post(client, body)).status_code == 200
+            assert (await _post(client, body, secret="another")).status_code == 403
+            assert (await client.get("/healthz?x=1")).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert [line.split('"')[1:] for line in lines] == [
+        [f"POST {URL} HTTP/1.1", " 403"],
+        ["GET /healthz?x=1 HTTP/1.1", " 200"],
     ]
-    assert "403" in caplog.records[0].getMessage()

@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from whatsapp_campaigns import metrics, tracing
 from whatsapp_campaigns.api import (
+    access_log,
     routes_accounts,
     routes_audiences,
     routes_campaigns,
@@ -55,13 +57,38 @@ Refused actions answer 409 with the reason; repeated failed authentications answ
 """
 
 
+class CampaignsAPI(FastAPI):
+    """The app, answering `POST /webhooks/whatsapp` itself: Meta's status webhooks (thousands a
+    second at a top-tier number) skip FastAPI's middleware stack and router, which took about
+    a third of each receipt's time (py-spy, bench/RESULTS.md). Nothing on that path needs them:
+    the receiver answers its own errors, and webhooks are neither traced nor authenticated by
+    key. Every other request, and the same POST under a root path, goes the usual way.
+    `access_log`: write the access log (`access_log`), for a server that writes none."""
+
+    webhook_receiver = webhooks.WebhookReceiver()
+    access_log = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        webhook = scope["path"] == webhooks.PATH and scope["method"] == "POST"
+        if self.access_log:
+            send = access_log.logged(scope, send, quiet_success=webhook)
+        if webhook:
+            scope["app"] = self
+            await self.webhook_receiver(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     db: Database,
     *,
     campaigns_client: CampaignsClient | None = None,
     providers: AccountProviders | None = None,
-) -> FastAPI:
+) -> CampaignsAPI:
     """`campaigns_client`: the client that creates and steers campaigns; without one, it is
     built on first use (with a lazy Temporal connection) and closed at shutdown.
     `providers`: how each account reaches WhatsApp (default: its stored connection)."""
@@ -69,7 +96,7 @@ def create_app(
     # A stored token that CAMPAIGNS_SECRET_KEY cannot decrypt: one clear error at start-up.
     verify_secret_key(db, secret_box(settings))
     clients = ClientHolder(settings, db, campaigns_client)
-    app = FastAPI(title="WhatsApp Campaigns", description=DESCRIPTION, lifespan=_lifespan)
+    app = CampaignsAPI(title="WhatsApp Campaigns", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.campaigns_client = clients

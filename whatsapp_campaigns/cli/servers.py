@@ -40,12 +40,10 @@ def api(
     """Serve the REST API, the WhatsApp webhooks and the dashboard (OpenAPI at /docs)."""
     import uvicorn
 
-    from whatsapp_campaigns.api.access_log import quiet_webhook_receipts
     from whatsapp_campaigns.api.app import create_app
     from whatsapp_campaigns.store.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    quiet_webhook_receipts()
     settings = get_settings()
     db = Database(settings.database_url)
     try:
@@ -58,7 +56,8 @@ def api(
     # the webhook load (the applier's JSON decoding spent most of its time in them).
     gc.freeze()
     try:
-        uvicorn.run(app, host=host, port=port, log_config=None)
+        app.access_log = True  # the app's, without the webhook receipts (api.access_log)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:
         db.dispose()
 

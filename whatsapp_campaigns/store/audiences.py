@@ -15,7 +15,6 @@ Counts add up to the non-blank data rows: valid + invalid + duplicates + suppres
 `valid` are the recipients that can be sent to.
 """
 
-import itertools
 import json
 import logging
 import os
@@ -227,7 +226,7 @@ def _store(
                 created_at=created_at,
             )
         )
-        _insert_recipients(session, audience_id, collector.spooled())
+        _insert_recipients(session, audience_id, collector.spooled(_INSERT_CHUNK))
         suppressed = list(
             session.execute(
                 update(RecipientRow)
@@ -274,12 +273,11 @@ def _store(
 
 
 def _insert_recipients(
-    session: Session, audience_id: str, recipients: Iterator[tuple[str, int, str]]
+    session: Session, audience_id: str, recipients: Iterator[list[tuple[str, int, str]]]
 ) -> None:
-    """Bulk insert of (phone, row number, variables already as JSON) in the import's
-    transaction: COPY on
-    PostgreSQL with psycopg (executemany is ~3x slower there), else the driver's executemany
-    in chunks."""
+    """Bulk insert of chunks of (phone, row number, variables already as JSON) in the
+    import's transaction: COPY on PostgreSQL with psycopg (executemany is ~3x slower there),
+    else the driver's executemany per chunk."""
     connection = session.connection()
     if connection.dialect.driver == "psycopg":
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -287,8 +285,9 @@ def _insert_recipients(
             "COPY recipients (audience_id, phone_e164, variables, suppressed, row_number) "
             "FROM STDIN"
         ) as copy:
-            for phone, row_number, variables in recipients:
-                copy.write_row((audience_id, phone, variables, False, row_number))
+            for chunk in recipients:
+                for phone, row_number, variables in chunk:
+                    copy.write_row((audience_id, phone, variables, False, row_number))
         return
     # The driver's own executemany: SQLAlchemy's per-row parameter processing doubles the time.
     statement = (
@@ -299,11 +298,11 @@ def _insert_recipients(
         "(?, ?, ?, 0, ?)" if connection.dialect.paramstyle == "qmark" else "(%s, %s, %s, false, %s)"
     )
     with _import_page_cache(connection):
-        while chunk := [
-            (audience_id, phone, variables, row_number)
-            for phone, row_number, variables in itertools.islice(recipients, _INSERT_CHUNK)
-        ]:
-            connection.exec_driver_sql(statement, chunk)
+        for chunk in recipients:
+            connection.exec_driver_sql(
+                statement,
+                [(audience_id, phone, variables, row) for phone, row, variables in chunk],
+            )
 
 
 @contextmanager
