@@ -10,12 +10,12 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -57,18 +57,27 @@ class SendActivities:
         *,
         reconcile_window: timedelta,
         template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
+        admission: bool = True,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
-        and sending again is safe."""
+        and sending again is safe. `admission`: call WhatsApp only within a second of the
+        number that has room (store/send_slots.py); off only to measure the code without it
+        (bench/number_rates.py --send-path)."""
         self._db = db
         self._providers = providers
         self._reconcile_window = reconcile_window
         self._template_cache_seconds = template_cache_seconds
+        self._admission = admission
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
         # The claims and accepted ids of concurrent sends, committed together.
         self._writes = GroupedWrites(db)
+
+    @property
+    def store_transactions(self) -> int:
+        """The send path's grouped transactions committed so far (benchmarks)."""
+        return self._writes.transactions
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendResult:
@@ -183,7 +192,10 @@ class SendActivities:
             asked = time.monotonic()
             start, slot = await self._writes.run(
                 functools.partial(
-                    _claim_admitted, message_id=message_id, reconcile_window=self._reconcile_window
+                    _claim_admitted,
+                    message_id=message_id,
+                    reconcile_window=self._reconcile_window,
+                    admit=self._admission,
                 )
             )
             if start.unresolved_since is None:
@@ -315,7 +327,7 @@ class SendActivities:
             activity.logger.warning("could not tell the campaign to slow down: %s", error)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _HeldSlot:
     """A slot answer, with when (monotonic) it was asked for: the store's second it counts in
     ends at most `slot.left` after that."""
@@ -333,11 +345,13 @@ class _HeldSlot:
 
 
 def _claim_admitted(
-    connection: Connection, *, message_id: int, reconcile_window: timedelta
+    connection: Connection, *, message_id: int, reconcile_window: timedelta, admit: bool
 ) -> tuple[AttemptStart, Slot | None]:
     """The claim, and a slot when it claimed (one grouped write: no extra transaction)."""
     start = messages.claim_attempt(connection, message_id, reconcile_window=reconcile_window)
     job = start.job
+    if job is not None and not admit:
+        return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None
     if job is None or job.sender_rate is None:
         return start, None
     return start, send_slots.take_slot(connection, job.sender_phone_number_id, job.sender_rate)
