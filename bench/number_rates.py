@@ -47,6 +47,7 @@ from temporalio.api.taskqueue.v1 import RateLimit
 from temporalio.api.workflowservice.v1 import UpdateTaskQueueConfigRequest
 from temporalio.client import Client
 from temporalio.common import Priority, RetryPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -262,6 +263,16 @@ async def footprint(client: Client, registered: int, *, only_in_use: bool) -> di
 
 async def send_path(client: Client, other: Client, args: argparse.Namespace) -> None:
     """Both arms in one run, alternating, on one store (a number of their own each)."""
+    # The project's payloads (pydantic models, timedeltas in signals) need its converter.
+    client, other = [
+        await Client.connect(
+            c.service_client.config.target_host,
+            namespace=c.namespace,
+            runtime=c.service_client.config.runtime,
+            data_converter=pydantic_data_converter,
+        )
+        for c in (client, other)
+    ]
     backend = "postgresql" if args.postgres_url else "sqlite"
     with migrated_store(backend, args.postgres_url) as url:
         seed_db = Database(url)

@@ -6,7 +6,12 @@ import threading
 import time
 
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.send_slots import KEEP_SECONDS, admitted_per_second, take_slot
+from whatsapp_campaigns.store.send_slots import (
+    AHEAD_SECONDS,
+    KEEP_SECONDS,
+    admitted_per_second,
+    take_slot,
+)
 
 NUMBER = "pn-slots-1"
 
@@ -72,11 +77,21 @@ def test_each_number_has_its_own_seconds(db: Database) -> None:
 
 
 def test_a_slot_says_how_much_of_its_second_is_left(db: Database) -> None:
+    _at_start_of_a_second()
     with db.transaction() as connection:
         slot = take_slot(connection, NUMBER, 10)
-        now = time.time()
-    assert 0 < slot.left <= 1
-    assert abs(slot.second + 1 - slot.left - now) < 0.5  # the store's clock is this host's
+    now = time.time()
+    assert (slot.second, 0.5 < slot.left <= 1) == (math.floor(now), True)
+    assert abs(slot.second + 1 - slot.left - now) < 0.2  # the store's clock is this host's
+
+
+def test_a_slot_asked_at_the_very_end_of_a_second_counts_in_the_next(db: Database) -> None:
+    now = time.time()
+    time.sleep((math.floor(now) + 2 - AHEAD_SECONDS / 2 - now) % 1)
+    with db.transaction() as connection:
+        slot = take_slot(connection, NUMBER, 10)
+    assert 1 < slot.left <= 1 + AHEAD_SECONDS
+    assert slot.second == math.floor(time.time() + AHEAD_SECONDS)
 
 
 def test_seconds_older_than_the_kept_window_are_pruned(db: Database) -> None:

@@ -44,7 +44,7 @@ TEMPLATE_CACHE_SECONDS = 60.0
 THROUGHPUT_WAIT_BUDGET_SECONDS = 20.0
 # A slot of the number's second (store/send_slots.py) is used only while at least this much of
 # that second is left, so that the request reaches WhatsApp within the second it was counted in.
-SLOT_MARGIN_SECONDS = 0.1
+SLOT_MARGIN_SECONDS = 0.02
 
 _T = TypeVar("_T")
 
@@ -154,8 +154,12 @@ class SendActivities:
         spending an attempt; before each new try the campaign must still be sending (False:
         the message was handed back), so a pause holds within a second. Past the throughput
         wait budget the attempt fails as throughput-limited and Temporal retries it later."""
-        while slot is None or not slot.usable():
-            if slot is not None:
+        while True:
+            if slot is not None and slot.slot.won:
+                await asyncio.sleep(slot.opens_in())  # counted in the next second: wait for it
+                if slot.usable():
+                    return True
+            elif slot is not None:
                 await asyncio.sleep(slot.until_next_second())
             if time.monotonic() - started > THROUGHPUT_WAIT_BUDGET_SECONDS:
                 raise ProviderError(
@@ -168,7 +172,7 @@ class SendActivities:
             taken = await self._writes.run(functools.partial(_readmit, job=job))
             if taken is None:
                 return False
-            slot = _HeldSlot(taken, asked)
+            slot = _HeldSlot(taken, asked, time.monotonic())
         return True
 
     async def _call(self, job: SendJob, send: TemplateSend, provider: Provider) -> SendResult:
@@ -199,7 +203,8 @@ class SendActivities:
                 )
             )
             if start.unresolved_since is None:
-                return start, None if slot is None else _HeldSlot(slot, asked)
+                held = None if slot is None else _HeldSlot(slot, asked, time.monotonic())
+                return start, held
             activity.heartbeat("waiting for the webhook of an earlier attempt")
             await asyncio.sleep(2)
 
@@ -329,11 +334,16 @@ class SendActivities:
 
 @dataclasses.dataclass(frozen=True)
 class _HeldSlot:
-    """A slot answer, with when (monotonic) it was asked for: the store's second it counts in
-    ends at most `slot.left` after that."""
+    """A slot answer, with when (monotonic) it was asked for and answered: the store's clock
+    read it between the two, so its second began at the latest `slot.left - 1` after the
+    answer and ends at the earliest `slot.left` after the ask."""
 
     slot: Slot
     asked: float
+    answered: float
+
+    def opens_in(self) -> float:
+        return max(0.0, self.answered + self.slot.left - 1 - time.monotonic())
 
     def usable(self) -> bool:
         """Won, and enough of its second left for the call to reach WhatsApp within it."""
@@ -341,7 +351,7 @@ class _HeldSlot:
         return self.slot.won and time.monotonic() < ends - SLOT_MARGIN_SECONDS
 
     def until_next_second(self) -> float:
-        return max(0.0, self.asked + self.slot.left - time.monotonic()) + 0.001
+        return max(0.0, self.answered + self.slot.left - time.monotonic()) + 0.001
 
 
 def _claim_admitted(

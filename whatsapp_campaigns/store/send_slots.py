@@ -23,6 +23,9 @@ from sqlalchemy import Connection, bindparam, text
 
 # Rows this many seconds older than the current one are deleted (kept a little for debugging).
 KEEP_SECONDS = 10
+# A slot asked for in the last this-much of a second is counted in the next second: the call
+# would hardly reach WhatsApp before the second ends (and a slot it could not use is lost).
+AHEAD_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,8 @@ class Slot:
     """The answer to "may this number send in the current second?"."""
 
     won: bool
-    second: int  # the store's epoch second the slot was asked in
-    left: float  # seconds of that second left on the store's clock when it was asked
+    second: int  # the store's epoch second the slot counts in (asked in it or just before)
+    left: float  # from the ask to the end of that second on the store's clock (< 1 + AHEAD)
 
 
 _POSTGRES_TAKE = text(
@@ -40,14 +43,14 @@ _POSTGRES_TAKE = text(
         SELECT extract(epoch FROM clock_timestamp())::float8 AS now
     ), won AS (
         INSERT INTO send_slots (phone_number_id, second, used)
-        SELECT :number, floor(now)::bigint, 1 FROM clock
+        SELECT :number, floor(now + :ahead)::bigint, 1 FROM clock
         ON CONFLICT (phone_number_id, second)
         DO UPDATE SET used = send_slots.used + 1 WHERE send_slots.used < :rate
         RETURNING used
     )
     SELECT (SELECT now FROM clock) AS now, (SELECT used FROM won) AS used
     """
-).bindparams(bindparam("number"), bindparam("rate"))
+).bindparams(bindparam("number"), bindparam("rate"), bindparam("ahead"))
 
 _SQLITE_TAKE = text(
     """
@@ -62,22 +65,27 @@ _PRUNE = text("DELETE FROM send_slots WHERE phone_number_id = :number AND second
 
 
 def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
-    """Admit one send of `phone_number_id` in the store's current second if fewer than `rate`
-    were admitted in it, in the caller's transaction (a PostgreSQL row lock holds concurrent
-    claimers of the same second until it commits; SQLite has one writer at a time)."""
+    """Admit one send of `phone_number_id` in the store's current second (the next one in a
+    second's last AHEAD_SECONDS) if fewer than `rate` were admitted in it, in the caller's
+    transaction (a PostgreSQL row lock holds concurrent claimers of the same second until it
+    commits; SQLite has one writer at a time)."""
     per_second = max(1, math.floor(rate))
     if connection.dialect.name == "postgresql":
         row = connection.execute(
-            _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second}
+            _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second, "ahead": AHEAD_SECONDS}
         ).one()
         now, used = float(row.now), row.used
     else:
         now = time.time()
         used = connection.execute(
             _SQLITE_TAKE,
-            {"number": phone_number_id, "second": math.floor(now), "rate": per_second},
+            {
+                "number": phone_number_id,
+                "second": math.floor(now + AHEAD_SECONDS),
+                "rate": per_second,
+            },
         ).scalar_one_or_none()
-    second = math.floor(now)
+    second = math.floor(now + AHEAD_SECONDS)
     if used == 1:  # the first send of a new second: drop the number's old seconds
         connection.execute(_PRUNE, {"number": phone_number_id, "before": second - KEEP_SECONDS})
     return Slot(won=used is not None, second=second, left=second + 1 - now)
