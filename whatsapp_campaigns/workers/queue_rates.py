@@ -10,9 +10,11 @@ store, so the calls are idempotent.
 
 The server paces a queue with a GCRA limiter whose burst is one second of its rate, fixed in
 the server (Temporal 1.32 `service/matching/ratelimit_manager.go`, `defaultBurstDuration`): a
-queue that was idle may get about twice its rate in its first calendar second. `factor` sets
-the server's rate as a fraction of the number's rate, trading that burst against throughput
-(measured in bench/number_rates.py, chosen in docs/engine.md).
+queue that was idle may get about twice its rate in its first calendar second. The send
+activity trims that burst (it calls WhatsApp only within a second of the number that has room:
+store/send_slots.py); this rate keeps the tasks from piling up in the workers. `factor` sets
+the server's rate as a fraction of the number's rate (1.0 by default, measured in
+bench/number_rates.py, chosen in docs/engine.md).
 """
 
 import logging
