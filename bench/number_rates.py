@@ -64,6 +64,7 @@ from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.whatsapp.sandbox.throughput import SenderThroughput
 from whatsapp_campaigns.workers.send_workers import SendWorkers
+from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
 KEY_DEFAULT_RPS = 10.0  # the shared queue's per-key default; a number's weight = rate / this
 
@@ -230,12 +231,14 @@ class _Sending:
 
 async def footprint(client: Client, registered: int, *, only_in_use: bool) -> dict[str, object]:
     """The project's SendWorkers with `registered` numbers, one of them in use: send workers
-    started, RSS growth of this process, time for the first re-read (rates set on the server)."""
+    started, RSS growth of this process, time for the first re-read (rates set on the server);
+    then a number added: time from the re-read that finds it to its first send done."""
     base = f"bench-fp-{uuid.uuid4().hex[:6]}"
     senders = [
         Sender(phone_number_id=f"n{i}", account_id="a", display_number="+12025550111")
         for i in range(registered)
     ]
+    in_use = {"n0"}
     before = rss_mib()
     started = time.monotonic()
     workers = SendWorkers(
@@ -244,13 +247,34 @@ async def footprint(client: Client, registered: int, *, only_in_use: bool) -> di
         cast(SendActivities, _Sending()),
         lambda: senders,
         refresh=None,
-        numbers_in_use=(lambda: {"n0"}) if only_in_use else None,
+        numbers_in_use=(lambda: in_use) if only_in_use else None,
     )
     await workers.sync()
     first_read = time.monotonic() - started
     await asyncio.sleep(2)  # pollers up
     grown = rss_mib() - before
     served = len(workers.rates)
+    # A number registered now, with a campaign on it: served from the next re-read on.
+    new = f"new{uuid.uuid4().hex[:6]}"
+    senders.append(Sender(phone_number_id=new, account_id="a", display_number="+12025550112"))
+    in_use.add(new)
+    LIMITS[new] = SenderThroughput(80, strict=True)
+    workflows_queue = f"{base}-wf"
+    added = time.monotonic()
+    async with Worker(
+        client,
+        task_queue=workflows_queue,
+        workflows=[BenchSends],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        await workers.sync()
+        await client.execute_workflow(
+            BenchSends.run,
+            Sends(new, send_task_queue(base, new), None, None, 1),
+            id=f"{base}-first-send",
+            task_queue=workflows_queue,
+        )
+    first_send = time.monotonic() - added
     await workers.shutdown()
     return {
         "registered": registered,
@@ -258,6 +282,7 @@ async def footprint(client: Client, registered: int, *, only_in_use: bool) -> di
         "send_workers": served,
         "rss_growth_mib": round(grown, 1),
         "first_read_s": round(first_read, 2),
+        "new_number_first_send_after_reread_s": round(first_send, 2),
     }
 
 
