@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
 from temporalio import activity
@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, template_stopped_reason
@@ -169,11 +169,11 @@ class SendActivities:
                 )
             activity.heartbeat("waiting for a second of the sender number with room")
             asked = time.monotonic()
-            taken = await self._writes.run(functools.partial(_readmit, job=job))
+            # (the write's `Then` step answers the Slot)
+            taken = cast(Slot | None, await self._writes.run(functools.partial(_readmit, job=job)))
             if taken is None:
                 return False
             slot = _HeldSlot(taken, asked, time.monotonic())
-        return True
 
     async def _call(self, job: SendJob, send: TemplateSend, provider: Provider) -> SendResult:
         """One call to WhatsApp; if it accepts, its message id is stored (the message is
@@ -194,7 +194,7 @@ class SendActivities:
         """Claim the message and, in the same write, a slot of its number's current second."""
         while True:
             asked = time.monotonic()
-            start, slot = await self._writes.run(
+            claimed = await self._writes.run(
                 functools.partial(
                     _claim_admitted,
                     message_id=message_id,
@@ -202,6 +202,7 @@ class SendActivities:
                     admit=self._admission,
                 )
             )
+            start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
                 held = None if slot is None else _HeldSlot(slot, asked, time.monotonic())
                 return start, held
@@ -356,27 +357,34 @@ class _HeldSlot:
 
 def _claim_admitted(
     connection: Connection, *, message_id: int, reconcile_window: timedelta, admit: bool
-) -> tuple[AttemptStart, Slot | None]:
-    """The claim, and a slot when it claimed (one grouped write: no extra transaction)."""
+) -> "tuple[AttemptStart, Slot | None] | Then":
+    """The claim, and a slot when it claimed: one grouped write, no extra transaction (the
+    slot as the group's second step, numbers in order: `Then`)."""
     start = messages.claim_attempt(connection, message_id, reconcile_window=reconcile_window)
     job = start.job
     if job is not None and not admit:
         return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None
     if job is None or job.sender_rate is None:
         return start, None
-    return start, send_slots.take_slot(connection, job.sender_phone_number_id, job.sender_rate)
+    number, rate = job.sender_phone_number_id, job.sender_rate
+    return Then(number, lambda connection: (start, send_slots.take_slot(connection, number, rate)))
 
 
-def _readmit(connection: Connection, *, job: SendJob) -> Slot | None:
+def _readmit(connection: Connection, *, job: SendJob) -> "Then | None":
     """Another try for a slot, while the campaign may still send (None: handed back). A won
     slot restarts the attempt's clock: WhatsApp is called now, maybe seconds after the claim."""
-    assert job.sender_rate is not None
+    rate = job.sender_rate
+    assert rate is not None
     if not messages.still_sendable(connection, job.message_id):
         return None
-    slot = send_slots.take_slot(connection, job.sender_phone_number_id, job.sender_rate)
-    if slot.won:
-        messages.restart_attempt_clock(connection, job.message_id)
-    return slot
+
+    def take(connection: Connection) -> Slot:
+        slot = send_slots.take_slot(connection, job.sender_phone_number_id, rate)
+        if slot.won:
+            messages.restart_attempt_clock(connection, job.message_id)
+        return slot
+
+    return Then(job.sender_phone_number_id, take)
 
 
 async def _wait_heartbeating(seconds: float) -> None:
