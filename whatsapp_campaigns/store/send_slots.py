@@ -68,7 +68,8 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
     """Admit one send of `phone_number_id` in the store's current second (the next one in a
     second's last AHEAD_SECONDS) if fewer than `rate` were admitted in it, in the caller's
     transaction (a PostgreSQL row lock holds concurrent claimers of the same second until it
-    commits; SQLite has one writer at a time)."""
+    commits, so a transaction taking slots of several numbers takes them in one order: see
+    activities/grouped_writes.py `Then`; SQLite has one writer at a time)."""
     per_second = max(1, math.floor(rate))
     if connection.dialect.name == "postgresql":
         row = connection.execute(
