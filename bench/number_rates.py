@@ -18,19 +18,27 @@ refusals, the sustained rate (accepted per second over the run's full seconds) a
 the rate. `--footprint` measures a worker process's pollers and RSS with 1 and with 1,000
 registered numbers, and the time for a new number's first send.
 
+`--send-path` runs the project's real send activity instead (store, claim, the per-second
+admission of store/send_slots.py, the in-process sandbox, strict), on two send workers with a
+connection and store engine each, side by side with the same path without the admission
+(bench/number_admission.py).
+
     .venv/bin/python bench/number_rates.py --rate 80 --sends 2000 --waves 2 --factors 1,0.5
+    .venv/bin/python bench/number_rates.py --send-path --rate 80 --sends 2400 --waves 3 --factors 1
 """
 
 import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import cast
 
 from temporalio import activity, workflow
@@ -39,16 +47,24 @@ from temporalio.api.taskqueue.v1 import RateLimit
 from temporalio.api.workflowservice.v1 import UpdateTaskQueueConfigRequest
 from temporalio.client import Client
 from temporalio.common import Priority, RetryPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from number_admission import run_arm, seed_store
+from scratch_store import migrated_store
 
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
+from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.whatsapp.sandbox.throughput import SenderThroughput
 from whatsapp_campaigns.workers.send_workers import SendWorkers
+from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
 KEY_DEFAULT_RPS = 10.0  # the shared queue's per-key default; a number's weight = rate / this
 
@@ -215,12 +231,14 @@ class _Sending:
 
 async def footprint(client: Client, registered: int, *, only_in_use: bool) -> dict[str, object]:
     """The project's SendWorkers with `registered` numbers, one of them in use: send workers
-    started, RSS growth of this process, time for the first re-read (rates set on the server)."""
+    started, RSS growth of this process, time for the first re-read (rates set on the server);
+    then a number added: time from the re-read that finds it to its first send done."""
     base = f"bench-fp-{uuid.uuid4().hex[:6]}"
     senders = [
         Sender(phone_number_id=f"n{i}", account_id="a", display_number="+12025550111")
         for i in range(registered)
     ]
+    in_use = {"n0"}
     before = rss_mib()
     started = time.monotonic()
     workers = SendWorkers(
@@ -229,13 +247,34 @@ async def footprint(client: Client, registered: int, *, only_in_use: bool) -> di
         cast(SendActivities, _Sending()),
         lambda: senders,
         refresh=None,
-        numbers_in_use=(lambda: {"n0"}) if only_in_use else None,
+        numbers_in_use=(lambda: in_use) if only_in_use else None,
     )
     await workers.sync()
     first_read = time.monotonic() - started
     await asyncio.sleep(2)  # pollers up
     grown = rss_mib() - before
     served = len(workers.rates)
+    # A number registered now, with a campaign on it: served from the next re-read on.
+    new = f"new{uuid.uuid4().hex[:6]}"
+    senders.append(Sender(phone_number_id=new, account_id="a", display_number="+12025550112"))
+    in_use.add(new)
+    LIMITS[new] = SenderThroughput(80, strict=True)
+    workflows_queue = f"{base}-wf"
+    added = time.monotonic()
+    async with Worker(
+        client,
+        task_queue=workflows_queue,
+        workflows=[BenchSends],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        await workers.sync()
+        await client.execute_workflow(
+            BenchSends.run,
+            Sends(new, send_task_queue(base, new), None, None, 1),
+            id=f"{base}-first-send",
+            task_queue=workflows_queue,
+        )
+    first_send = time.monotonic() - added
     await workers.shutdown()
     return {
         "registered": registered,
@@ -243,7 +282,45 @@ async def footprint(client: Client, registered: int, *, only_in_use: bool) -> di
         "send_workers": served,
         "rss_growth_mib": round(grown, 1),
         "first_read_s": round(first_read, 2),
+        "new_number_first_send_after_reread_s": round(first_send, 2),
     }
+
+
+async def send_path(client: Client, other: Client, args: argparse.Namespace) -> None:
+    """Both arms in one run, alternating, on one store (a number of their own each)."""
+    # The project's payloads (pydantic models, timedeltas in signals) need its converter.
+    client, other = [
+        await Client.connect(
+            c.service_client.config.target_host,
+            namespace=c.namespace,
+            runtime=c.service_client.config.runtime,
+            data_converter=pydantic_data_converter,
+        )
+        for c in (client, other)
+    ]
+    backend = "postgresql" if args.postgres_url else "sqlite"
+    with migrated_store(backend, args.postgres_url) as url:
+        seed_db = Database(url)
+        seed_store(seed_db)
+        seed_db.dispose()
+        start = 1000
+        for _ in range(args.repeat):
+            for factor in [float(f) for f in args.factors.split(",")]:
+                for arm in args.arms.split(","):
+                    outcome = await run_arm(
+                        [client, other],
+                        url,
+                        admission=arm == "admission",
+                        rate=args.rate,
+                        factor=factor,
+                        sends=args.sends,
+                        waves=args.waves,
+                        gap=args.gap,
+                        start=start,
+                        set_queue_rate=set_rate,
+                    )
+                    start += args.sends
+                    print(json.dumps(outcome.__dict__ | {"store": backend}), flush=True)
 
 
 async def main() -> None:
@@ -257,6 +334,13 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=None)
     parser.add_argument("--footprint", action="store_true", help="pollers/RSS, 1 vs 1,000 numbers")
+    parser.add_argument(
+        "--send-path", action="store_true", help="the real send activity, with/without admission"
+    )
+    parser.add_argument("--arms", default="none,admission", help="with --send-path")
+    parser.add_argument(
+        "--postgres-url", default=None, help="with --send-path: store on PostgreSQL"
+    )
     args = parser.parse_args()
     extra = list(TEMPORAL_DYNAMIC_CONFIG)
     if args.partitions is not None:
@@ -280,6 +364,9 @@ async def main() -> None:
             for registered, only_in_use in ((1, True), (1000, True), (1, False), (200, False)):
                 outcome = await footprint(env.client, registered, only_in_use=only_in_use)
                 print(json.dumps(outcome), flush=True)
+            return
+        if args.send_path:
+            await send_path(env.client, other, args)
             return
         for _ in range(args.repeat):
             for factor in [float(f) for f in args.factors.split(",")]:

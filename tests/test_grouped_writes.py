@@ -4,10 +4,13 @@ that fails fails alone (activities/grouped_writes.py)."""
 
 import asyncio
 import functools
+from collections.abc import Callable
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from tests.store_helpers import seed_account, seed_audience, seed_campaign, seed_messages
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import messages
 from whatsapp_campaigns.store.db import Database
@@ -75,3 +78,23 @@ async def test_a_caller_cancelled_while_its_write_waits_does_not_stop_the_write(
         while _statuses(db, [ids[1]])[ids[1]][0] is not MessageStatus.SENDING:
             await asyncio.sleep(0.01)
     assert second.cancelled()
+
+
+async def test_second_steps_run_after_the_group_s_writes_in_the_order_of_their_keys(
+    db: Database,
+) -> None:
+    writes = GroupedWrites(db)
+    order: list[str] = []
+
+    def write(key: str) -> Callable[[Connection], Then]:
+        def first(connection: Connection) -> Then:
+            order.append(f"write {key}")
+            return Then(key, lambda connection: order.append(f"then {key}") or key)
+
+        return first
+
+    # Asked for in one go: one group.
+    answers = await asyncio.gather(*(writes.run(write(k)) for k in ("b", "c", "a")))
+
+    assert answers == ["b", "c", "a"]
+    assert order == ["write b", "write c", "write a", "then a", "then b", "then c"]

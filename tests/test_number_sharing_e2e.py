@@ -1,8 +1,8 @@
 """Campaigns sharing one sender number (SPEC §11), end to end on a real dev server (fairness
 on) and the sandbox, which refuses (130429) any send beyond the number's rate in a calendar
 second: a utility campaign started during a marketing one goes first; two marketing campaigns
-share the number by their policy weight; held at half the number's rate on the server, no
-second goes over the rate."""
+share the number by their policy weight; at the default server rate, the store's per-second
+admission keeps every second within the rate (0 refusals)."""
 
 import asyncio
 from collections.abc import Sequence
@@ -17,8 +17,10 @@ from whatsapp_campaigns.store.fixtures import SANDBOX_SENDER
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 
 RATE = 20  # msg/s: slow enough for a backlog to build on the number
-# The server holds the number at half its rate, so that no burst draws a 130429 whose
-# in-activity wait-and-call-again would blur the order the sends were dispatched in.
+# The order and share tests hold the number at half its rate on the server: at the full rate
+# the server's burst after a quiet spell parks a second's worth of sends in the worker, waiting
+# for a free second of the number (store/send_slots.py), and those compete with what the server
+# dispatches next whatever its priority, which would blur the order being checked.
 SENDER = SANDBOX_SENDER.phone_number_id
 FINISH = 120.0  # seconds; generous for a loaded machine
 
@@ -90,11 +92,11 @@ async def test_campaigns_on_one_number_share_it_by_their_weight(
     assert light_sent > 0  # a share, not starvation
 
 
-async def test_at_half_rate_on_the_server_no_second_goes_over_the_number_rate(
+async def test_at_the_default_server_rate_no_second_goes_over_the_number_rate(
     dev_server: WorkflowEnvironment, db_url: str
 ) -> None:
     async with running_engine(
-        dev_server.client, db_url, sender_rate=RATE, server_rate_factor=0.5, emulator=_strict()
+        dev_server.client, db_url, sender_rate=RATE, emulator=_strict()
     ) as engine:
         first = await engine.campaign(ordinary_numbers(150), template="spring_sale", name="a")
         second = await engine.campaign(
@@ -105,4 +107,4 @@ async def test_at_half_rate_on_the_server_no_second_goes_over_the_number_rate(
         )
         busiest, refused = engine.emulator.throughput(SENDER)
     assert [f.status for f in finals] == [CampaignStatus.COMPLETED] * 2
-    assert (busiest <= RATE, refused) == (True, 0)
+    assert (busiest <= RATE, refused) == (True, 0), f"busiest second {busiest}, {refused} 130429s"

@@ -2,6 +2,7 @@
 is new or changed, and a call that fails (Temporal unreachable) is tried again on the next
 re-read, so the change is not lost. Against a stand-in for the workflow service."""
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -9,17 +10,23 @@ import pytest
 from temporalio.api.workflowservice.v1 import UpdateTaskQueueConfigRequest
 from temporalio.client import Client
 
-from whatsapp_campaigns.workers.queue_rates import QueueRates
+from whatsapp_campaigns.workers.queue_rates import SET_AT_ONCE, QueueRates
 
 
 class _Service:
     def __init__(self) -> None:
         self.requests: list[UpdateTaskQueueConfigRequest] = []
         self.unreachable = False
+        self.latency = 0.0
+        self.in_flight = self.most_in_flight = 0
 
     async def update_task_queue_config(self, request: UpdateTaskQueueConfigRequest) -> None:
         if self.unreachable:
             raise RuntimeError("connection refused")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(self.latency)
+        self.in_flight -= 1
         self.requests.append(request)
 
     def rates(self) -> list[tuple[str, float]]:
@@ -74,3 +81,13 @@ async def test_the_server_rate_is_the_number_rate_times_the_factor() -> None:
 def test_a_factor_outside_zero_to_one_is_refused(factor: float) -> None:
     with pytest.raises(ValueError, match="factor"):
         QueueRates(cast(Any, _Client()), factor=factor)
+
+
+async def test_many_new_rates_are_set_several_at_a_time() -> None:
+    rates, service = _rates()
+    service.latency = 0.01
+
+    await rates.apply({f"q-n{i}": 80 for i in range(10 * SET_AT_ONCE)})
+
+    assert len(service.requests) == 10 * SET_AT_ONCE
+    assert service.most_in_flight == SET_AT_ONCE  # not one at a time, and not all at once

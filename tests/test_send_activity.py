@@ -3,6 +3,8 @@ activity is cancelled while WhatsApp answers (SPEC §4 rule 12)."""
 
 import asyncio
 import dataclasses
+import math
+import time
 from datetime import timedelta
 from typing import cast
 
@@ -11,7 +13,14 @@ from sqlalchemy import update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from tests.store_helpers import ACCOUNT, seed_account, seed_audience, seed_campaign, seed_messages
+from tests.store_helpers import (
+    ACCOUNT,
+    SENDER,
+    seed_account,
+    seed_audience,
+    seed_campaign,
+    seed_messages,
+)
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.engine import SendMessageInput
 from whatsapp_campaigns.domain.errors import ErrorClass
@@ -20,7 +29,8 @@ from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.models import CampaignRow, MessageRow
+from whatsapp_campaigns.store.models import CampaignRow, MessageRow, SenderNumber
+from whatsapp_campaigns.store.send_slots import take_slot
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.wire import provider_error
@@ -196,3 +206,99 @@ async def test_a_send_whose_answer_a_gateway_lost_waits_for_its_webhook_before_a
     again = messages.start_attempt(db, message_id, reconcile_window=timedelta(seconds=30))
     assert again.job is None and again.unresolved_since is not None
     assert whatsapp.accepted == [str(message_id)]
+
+
+class PromptWhatsApp:
+    """Accepts every send at once, noting when (the host's clock) each call came."""
+
+    def __init__(self) -> None:
+        self.call_times: list[float] = []
+
+    async def send_template(self, message: TemplateSend) -> str:
+        self.call_times.append(time.time())
+        return f"wamid.{message.biz_opaque_callback_data}"
+
+    async def list_templates(self, business_account_id: str) -> list[Template]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _fill_the_current_second(db: Database, rate: int = 2) -> int:
+    """The sender's rate set to `rate` and every slot of a fresh second taken (as other
+    workers' sends would); returns that second."""
+    time.sleep(math.ceil(time.time()) - time.time() + 0.01)
+    with db.transaction() as connection:
+        connection.execute(update(SenderNumber).values(rate_per_second=rate))
+        slots = [take_slot(connection, SENDER, rate) for _ in range(rate + 1)]
+    assert [s.won for s in slots] == [True] * rate + [False]
+    return slots[0].second
+
+
+async def test_a_send_whose_second_is_full_calls_in_the_next_second_in_the_same_attempt(
+    db: Database,
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = PromptWhatsApp()
+    full = _fill_the_current_second(db)
+
+    result = await _environment().run(
+        _activities(db, whatsapp).send_message,
+        SendMessageInput(campaign_id="", message_id=message_id),
+    )
+
+    assert result.status is MessageStatus.SENT
+    assert [math.floor(t) for t in whatsapp.call_times] == [full + 1]
+    assert _message(db, message_id).attempts == 1
+
+
+async def test_a_pause_while_a_send_waits_for_a_free_second_hands_the_message_back(
+    db: Database,
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = PromptWhatsApp()
+    _fill_the_current_second(db, rate=1)
+    send = asyncio.create_task(
+        _environment().run(
+            _activities(db, whatsapp).send_message,
+            SendMessageInput(campaign_id="", message_id=message_id),
+        )
+    )
+    await asyncio.sleep(0.2)  # claimed, waiting for the next second
+    with db.session() as session:
+        session.execute(update(CampaignRow).values(status=CampaignStatus.PAUSED.value))
+
+    result = await asyncio.wait_for(send, timeout=3)
+
+    assert (result.halted, whatsapp.call_times) == (True, [])
+    row = _message(db, message_id)
+    assert (row.status, row.attempts) == (MessageStatus.QUEUED, 0)
+
+
+async def test_a_send_cancelled_while_it_waits_for_a_free_second_stops_at_once(
+    db: Database,
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = PromptWhatsApp()
+    with db.transaction() as connection:  # no slot free for the next 20 seconds
+        connection.execute(update(SenderNumber).values(rate_per_second=1))
+        now = math.floor(time.time())
+        connection.exec_driver_sql(
+            "INSERT INTO send_slots (phone_number_id, second, used) VALUES "
+            + ", ".join(f"('{SENDER}', {second}, 1)" for second in range(now, now + 21))
+        )
+    env = _environment()
+    send = asyncio.create_task(
+        env.run(
+            _activities(db, whatsapp).send_message,
+            SendMessageInput(campaign_id="", message_id=message_id),
+        )
+    )
+    await asyncio.sleep(1.5)  # has waited for a second at least once
+
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(send, timeout=1)
+
+    assert whatsapp.call_times == []

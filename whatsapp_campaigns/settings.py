@@ -101,9 +101,10 @@ class Settings(BaseSettings):
         validation_alias="CAMPAIGNS_SERVER_RATE_FACTOR",
         description=(
             "The rate the Temporal server holds a number's send queue to, as a fraction of "
-            "the number's rate. The server lets an idle queue burst one second's worth, so "
-            "1.0 may briefly exceed the number's rate (WhatsApp answers 130429; the send waits "
-            "and calls again); 0.5 never does, at half the throughput (bench/RESULTS.md)."
+            "the number's rate. The server lets an idle queue burst one second's worth; the "
+            "sends of that burst wait in the workers for a second of the number with room "
+            "(the store's per-second admission), so no second goes over the rate at 1.0 "
+            "either; a lower factor only lowers the throughput (bench/RESULTS.md)."
         ),
     )
     template_cache_seconds: float = Field(

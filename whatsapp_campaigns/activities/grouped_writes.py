@@ -14,10 +14,16 @@ the group is rolled back and each write is run again in a transaction of its own
 the error reaches its caller alone. That also covers PostgreSQL choosing a group as the
 victim of a deadlock with a transaction that locks the same rows in another order (the
 webhook applier, which retries its own batch when it is the one chosen).
+
+A write may return a `Then`: a second step run in the same transaction once every write of
+the group has run, the second steps in the order of their keys. The send path's per-second
+admission (store/send_slots.py) is such a step: every group then locks the rows of several
+numbers' seconds in one order, so two worker processes' groups cannot deadlock on them.
 """
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -29,6 +35,15 @@ _T = TypeVar("_T")
 MAX_GROUP = 200
 
 _Write = Callable[[Connection], Any]
+
+
+@dataclass(frozen=True)
+class Then:
+    """Returned by a write: run `step` after the group's writes, in the order of `key`; the
+    caller gets what `step` returns."""
+
+    key: str
+    step: Callable[[Connection], Any]
 
 
 class GroupedWrites:
@@ -81,6 +96,9 @@ class GroupedWrites:
         try:
             with self._db.transaction() as connection:
                 results = [(True, write(connection)) for write in writes]
+                then = [i for i, (_, value) in enumerate(results) if isinstance(value, Then)]
+                for i in sorted(then, key=lambda i: results[i][1].key):
+                    results[i] = (True, results[i][1].step(connection))
         except Exception as error:
             if len(writes) == 1:
                 return [(False, error)]
@@ -92,6 +110,8 @@ class GroupedWrites:
         try:
             with self._db.transaction() as connection:
                 result = write(connection)
+                if isinstance(result, Then):
+                    result = result.step(connection)
         except Exception as error:
             return False, error
         self.transactions += 1

@@ -10,26 +10,29 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import random
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from sqlalchemy import Connection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, template_stopped_reason
-from whatsapp_campaigns.store import catalog, messages
+from whatsapp_campaigns.store import catalog, messages, send_slots
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import AttemptStart, SendJob
+from whatsapp_campaigns.store.send_slots import Slot
 from whatsapp_campaigns.whatsapp.components import template_components
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
@@ -39,6 +42,9 @@ TEMPLATE_CACHE_SECONDS = 60.0
 # failed attempt. With the reconcile wait before it (30 s) and a last call, an attempt stays
 # well inside the send activity's 90 s start-to-close timeout.
 THROUGHPUT_WAIT_BUDGET_SECONDS = 20.0
+# A slot of the number's second (store/send_slots.py) is used only while at least this much of
+# that second is left, so that the request reaches WhatsApp within the second it was counted in.
+SLOT_MARGIN_SECONDS = 0.02
 
 _T = TypeVar("_T")
 
@@ -51,22 +57,31 @@ class SendActivities:
         *,
         reconcile_window: timedelta,
         template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
+        admission: bool = True,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
-        and sending again is safe."""
+        and sending again is safe. `admission`: call WhatsApp only within a second of the
+        number that has room (store/send_slots.py); off only to measure the code without it
+        (bench/number_rates.py --send-path)."""
         self._db = db
         self._providers = providers
         self._reconcile_window = reconcile_window
         self._template_cache_seconds = template_cache_seconds
+        self._admission = admission
         self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
         # The claims and accepted ids of concurrent sends, committed together.
         self._writes = GroupedWrites(db)
 
+    @property
+    def store_transactions(self) -> int:
+        """The send path's grouped transactions committed so far (benchmarks)."""
+        return self._writes.transactions
+
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendResult:
-        start = await self._start_attempt(input.message_id)
+        start, slot = await self._start_attempt(input.message_id)
         if start.settled is not None:
             return SendResult(message_id=input.message_id, status=start.settled)
         if start.job is None:  # the campaign was paused or cancelled when this send was due
@@ -92,7 +107,7 @@ class SendActivities:
                 biz_opaque_callback_data=str(job.message_id),
             )
             provider = await self._providers.provider(job.account_id)
-            accepted = await self._send_slowing_down(job, send, provider)
+            accepted = await self._send_slowing_down(job, send, provider, slot)
         except ProviderError as error:
             raise await self._failed(job, error) from error
         if accepted is None:  # paused or cancelled while slowed down: handed back
@@ -100,15 +115,19 @@ class SendActivities:
         return accepted
 
     async def _send_slowing_down(
-        self, job: SendJob, send: TemplateSend, provider: Provider
+        self, job: SendJob, send: TemplateSend, provider: Provider, slot: "_HeldSlot | None"
     ) -> SendResult | None:
-        """Call WhatsApp. On a throughput limit (130429: refused before WhatsApp looked at the
+        """Call WhatsApp, each call inside a second of the number that has room for it
+        (`_admitted`). On a throughput limit (130429: refused before WhatsApp looked at the
         message) wait and call again within this attempt, so a burst slows the campaign down
         instead of spending the message's attempts (SPEC §4 rule 6). Before each new call the
         campaign must still be sending (else the message is handed back: None) and the
         attempt's clock restarts, so reconciliation counts from the latest call."""
         started = time.monotonic()
         for call in itertools.count(1):
+            if job.sender_rate is not None and not await self._admitted(job, slot, started):
+                return None
+            slot = None  # a slot admits one call
             try:
                 return await _despite_cancellation(self._call(job, send, provider))
             except ProviderError as error:
@@ -122,9 +141,39 @@ class SendActivities:
                 if call == 1:  # one notice per attempt is enough to shrink the window
                     await self._report_sender_limited(job, error)
             await _wait_heartbeating(wait)
-            if not await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id):
-                return None
+            if job.sender_rate is None and not await asyncio.to_thread(
+                messages.resume_attempt, self._db, job.message_id
+            ):
+                return None  # (with admission, `_admitted` checks the campaign instead)
         raise AssertionError("unreachable")
+
+    async def _admitted(self, job: SendJob, slot: "_HeldSlot | None", started: float) -> bool:
+        """Wait until this send holds a slot of its number's current second (SPEC §11: no
+        calendar second above the rate, across every worker process); the claim usually won
+        one already. A full second means waiting for the next one, heartbeating, without
+        spending an attempt; before each new try the campaign must still be sending (False:
+        the message was handed back), so a pause holds within a second. Past the throughput
+        wait budget the attempt fails as throughput-limited and Temporal retries it later."""
+        while True:
+            if slot is not None and slot.slot.won:
+                await asyncio.sleep(slot.opens_in())  # counted in the next second: wait for it
+                if slot.usable():
+                    return True
+            elif slot is not None:
+                await asyncio.sleep(slot.until_next_second())
+            if time.monotonic() - started > THROUGHPUT_WAIT_BUDGET_SECONDS:
+                raise ProviderError(
+                    ErrorClass.THROUGHPUT_LIMITED,
+                    "no send slot of the number free within the throughput wait budget",
+                    outcome_unknown=False,
+                )
+            activity.heartbeat("waiting for a second of the sender number with room")
+            asked = time.monotonic()
+            # (the write's `Then` step answers the Slot)
+            taken = cast(Slot | None, await self._writes.run(functools.partial(_readmit, job=job)))
+            if taken is None:
+                return False
+            slot = _HeldSlot(taken, asked, time.monotonic())
 
     async def _call(self, job: SendJob, send: TemplateSend, provider: Provider) -> SendResult:
         """One call to WhatsApp; if it accepts, its message id is stored (the message is
@@ -141,17 +190,22 @@ class SendActivities:
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
-    async def _start_attempt(self, message_id: int) -> AttemptStart:
+    async def _start_attempt(self, message_id: int) -> "tuple[AttemptStart, _HeldSlot | None]":
+        """Claim the message and, in the same write, a slot of its number's current second."""
         while True:
-            start = await self._writes.run(
+            asked = time.monotonic()
+            claimed = await self._writes.run(
                 functools.partial(
-                    messages.claim_attempt,
+                    _claim_admitted,
                     message_id=message_id,
                     reconcile_window=self._reconcile_window,
+                    admit=self._admission,
                 )
             )
+            start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
-                return start
+                held = None if slot is None else _HeldSlot(slot, asked, time.monotonic())
+                return start, held
             activity.heartbeat("waiting for the webhook of an earlier attempt")
             await asyncio.sleep(2)
 
@@ -277,6 +331,60 @@ class SendActivities:
             await handle.signal("sender_limited", notice)
         except RPCError as error:  # a hint to the workflow; the send's outcome does not hang on it
             activity.logger.warning("could not tell the campaign to slow down: %s", error)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HeldSlot:
+    """A slot answer, with when (monotonic) it was asked for and answered: the store's clock
+    read it between the two, so its second began at the latest `slot.left - 1` after the
+    answer and ends at the earliest `slot.left` after the ask."""
+
+    slot: Slot
+    asked: float
+    answered: float
+
+    def opens_in(self) -> float:
+        return max(0.0, self.answered + self.slot.left - 1 - time.monotonic())
+
+    def usable(self) -> bool:
+        """Won, and enough of its second left for the call to reach WhatsApp within it."""
+        ends = self.asked + self.slot.left
+        return self.slot.won and time.monotonic() < ends - SLOT_MARGIN_SECONDS
+
+    def until_next_second(self) -> float:
+        return max(0.0, self.answered + self.slot.left - time.monotonic()) + 0.001
+
+
+def _claim_admitted(
+    connection: Connection, *, message_id: int, reconcile_window: timedelta, admit: bool
+) -> "tuple[AttemptStart, Slot | None] | Then":
+    """The claim, and a slot when it claimed: one grouped write, no extra transaction (the
+    slot as the group's second step, numbers in order: `Then`)."""
+    start = messages.claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+    job = start.job
+    if job is not None and not admit:
+        return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None
+    if job is None or job.sender_rate is None:
+        return start, None
+    number, rate = job.sender_phone_number_id, job.sender_rate
+    return Then(number, lambda connection: (start, send_slots.take_slot(connection, number, rate)))
+
+
+def _readmit(connection: Connection, *, job: SendJob) -> "Then | None":
+    """Another try for a slot, while the campaign may still send (None: handed back). A won
+    slot restarts the attempt's clock: WhatsApp is called now, maybe seconds after the claim."""
+    rate = job.sender_rate
+    assert rate is not None
+    if not messages.still_sendable(connection, job.message_id):
+        return None
+
+    def take(connection: Connection) -> Slot:
+        slot = send_slots.take_slot(connection, job.sender_phone_number_id, rate)
+        if slot.won:
+            messages.restart_attempt_clock(connection, job.message_id)
+        return slot
+
+    return Then(job.sender_phone_number_id, take)
 
 
 async def _wait_heartbeating(seconds: float) -> None:

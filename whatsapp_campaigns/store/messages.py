@@ -42,6 +42,7 @@ from whatsapp_campaigns.store.models import (
     MessageRow,
     OptOut,
     RecipientRow,
+    SenderNumber,
     utcnow,
 )
 
@@ -223,6 +224,7 @@ class SendJob:
     variables: dict[str, str]  # the recipient's values, else the campaign's fixed ones
     attempt: int  # this attempt's number, counting every real send attempt of the message
     policy: CampaignPolicy
+    sender_rate: int | None = None  # the number's messages/s (store/send_slots.py admits them)
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,7 @@ def claim_attempt(
             variables=merge_values(row.variables or {}, row.fixed_variables or {}),
             attempt=row.attempts + 1,
             policy=CampaignPolicy.model_validate(row.policy),
+            sender_rate=row.sender_rate,
         )
     )
 
@@ -314,25 +317,38 @@ def resume_attempt(db: Database, message_id: int) -> bool:
     WhatsApp did not accept): True, with the attempt's clock (`sending_at`) restarted, while the
     campaign may still send. Otherwise the claim is handed back, not counted as an attempt (the
     message is queued or retrying again), and False."""
+    with db.transaction() as connection:
+        if not still_sendable(connection, message_id):
+            return False
+        restart_attempt_clock(connection, message_id)
+        return True
+
+
+def still_sendable(connection: Connection, message_id: int) -> bool:
+    """Whether the claimed message's campaign may still send; if not, the claim is handed
+    back (not counted as an attempt), in the caller's transaction."""
+    campaign_status = connection.execute(_CAMPAIGN_STATUS, {"message_id": message_id}).scalar_one()
+    if campaign_status in _SENDABLE_CAMPAIGN_STATUSES:
+        return True
+    connection.execute(_hand_back(_claimed(message_id), utcnow()))
+    return False
+
+
+def restart_attempt_clock(connection: Connection, message_id: int) -> None:
+    """WhatsApp is about to be called (again) for the claimed message: reconciliation of an
+    unanswered call counts from now."""
     now = utcnow()
-    claimed = and_(
+    connection.execute(
+        update(MessageRow).where(_claimed(message_id)).values(sending_at=now, updated_at=now)
+    )
+
+
+def _claimed(message_id: int) -> ColumnElement[bool]:
+    return and_(
         MessageRow.id == message_id,
         MessageRow.status == MessageStatus.SENDING.value,
         MessageRow.provider_message_id.is_(None),
     )
-    with db.transaction() as connection:
-        campaign_status = connection.execute(
-            select(CampaignRow.status)
-            .join(MessageRow, MessageRow.campaign_id == CampaignRow.id)
-            .where(MessageRow.id == message_id)
-        ).scalar_one()
-        if campaign_status in _SENDABLE_CAMPAIGN_STATUSES:
-            connection.execute(
-                update(MessageRow).where(claimed).values(sending_at=now, updated_at=now)
-            )
-            return True
-        connection.execute(_hand_back(claimed, now))
-        return False
 
 
 def hand_back_attempt(db: Database, message_id: int) -> None:
@@ -379,9 +395,17 @@ _SEND_JOB_QUERY = (
         CampaignRow.policy,
         CampaignRow.variables.label("fixed_variables"),
         RecipientRow.variables,
+        SenderNumber.rate_per_second.label("sender_rate"),
     )
     .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
     .join(RecipientRow, RecipientRow.id == MessageRow.recipient_id)
+    .outerjoin(SenderNumber, SenderNumber.phone_number_id == CampaignRow.sender_phone_number_id)
+    .where(MessageRow.id == bindparam("message_id"))
+)
+
+_CAMPAIGN_STATUS = (
+    select(CampaignRow.status)
+    .join(MessageRow, MessageRow.campaign_id == CampaignRow.id)
     .where(MessageRow.id == bindparam("message_id"))
 )
 

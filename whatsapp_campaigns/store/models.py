@@ -272,3 +272,15 @@ class WebhookInboxRow(Base):
     # Set when applying this payload raised something other than a store error: it is kept
     # (never lost) but no longer retried; /healthz counts these.
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class SendSlotRow(Base):
+    """How many sends a sender number was admitted for in one second of the store's clock
+    (store/send_slots.py): every worker process draws from the same row, so no calendar second
+    carries more than the number's rate. Rows older than a few seconds are pruned."""
+
+    __tablename__ = "send_slots"
+
+    phone_number_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    second: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix epoch second
+    used: Mapped[int] = mapped_column(Integer)

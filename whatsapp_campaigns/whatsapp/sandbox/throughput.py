@@ -9,7 +9,8 @@ Two ways to hold the rate, each answering 130429 beyond it as Meta does (SPEC §
 - **strict** (`campaigns sandbox --strict-throughput`, the numbers bench and specs): at most
   `rate` in each calendar second, no credit carried from a quiet second, so that a client that
   bursts is caught in the very second it goes over. Temporal's own task-queue limit bursts one
-  second's worth (docs/engine.md): at the full rate a strict sandbox refuses some sends.
+  second's worth (docs/engine.md): on its own, at the full rate, a strict sandbox refuses some
+  sends; with the store's per-second admission (store/send_slots.py) it refuses none.
 """
 
 import math

@@ -1,0 +1,101 @@
+"""Per-number, per-second send admission shared by every worker process (SPEC §11).
+
+The Temporal server holds a number's long-run rate on its send queue, but its limiter lets an
+idle queue burst one second's worth (docs/engine.md), and WhatsApp counts per calendar second.
+So before calling WhatsApp a send takes a slot of the current second from the store: one row
+per (number, second) counts the sends admitted in it, raised by an atomic conditional upsert
+that never passes the number's rate, whichever worker process asks. A send that finds its
+second full waits for the next one (activities/sending.py).
+
+The seconds are the store's clock: PostgreSQL's `clock_timestamp()`, so workers on hosts whose
+clocks disagree still share one calendar; SQLite is a file on one host, whose clock every
+process using it reads (`time.time()` inside the write transaction, which SQLite serialises).
+
+Rows older than a few seconds are pruned by the first send of each new second of the number:
+one extra statement per number per second, and the table stays a few rows per number.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, text
+
+# Rows this many seconds older than the current one are deleted (kept a little for debugging).
+KEEP_SECONDS = 10
+# A slot asked for in the last this-much of a second is counted in the next second: the call
+# would hardly reach WhatsApp before the second ends (and a slot it could not use is lost).
+AHEAD_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The answer to "may this number send in the current second?"."""
+
+    won: bool
+    second: int  # the store's epoch second the slot counts in (asked in it or just before)
+    left: float  # from the ask to the end of that second on the store's clock (< 1 + AHEAD)
+
+
+_POSTGRES_TAKE = text(
+    """
+    WITH clock AS MATERIALIZED (
+        SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+    ), won AS (
+        INSERT INTO send_slots (phone_number_id, second, used)
+        SELECT :number, floor(now + :ahead)::bigint, 1 FROM clock
+        ON CONFLICT (phone_number_id, second)
+        DO UPDATE SET used = send_slots.used + 1 WHERE send_slots.used < :rate
+        RETURNING used
+    )
+    SELECT (SELECT now FROM clock) AS now, (SELECT used FROM won) AS used
+    """
+).bindparams(bindparam("number"), bindparam("rate"), bindparam("ahead"))
+
+_SQLITE_TAKE = text(
+    """
+    INSERT INTO send_slots (phone_number_id, second, used) VALUES (:number, :second, 1)
+    ON CONFLICT (phone_number_id, second)
+    DO UPDATE SET used = used + 1 WHERE used < :rate
+    RETURNING used
+    """
+).bindparams(bindparam("number"), bindparam("second"), bindparam("rate"))
+
+_PRUNE = text("DELETE FROM send_slots WHERE phone_number_id = :number AND second < :before")
+
+
+def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
+    """Admit one send of `phone_number_id` in the store's current second (the next one in a
+    second's last AHEAD_SECONDS) if fewer than `rate` were admitted in it, in the caller's
+    transaction (a PostgreSQL row lock holds concurrent claimers of the same second until it
+    commits, so a transaction taking slots of several numbers takes them in one order: see
+    activities/grouped_writes.py `Then`; SQLite has one writer at a time)."""
+    per_second = max(1, math.floor(rate))
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(
+            _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second, "ahead": AHEAD_SECONDS}
+        ).one()
+        now, used = float(row.now), row.used
+    else:
+        now = time.time()
+        used = connection.execute(
+            _SQLITE_TAKE,
+            {
+                "number": phone_number_id,
+                "second": math.floor(now + AHEAD_SECONDS),
+                "rate": per_second,
+            },
+        ).scalar_one_or_none()
+    second = math.floor(now + AHEAD_SECONDS)
+    if used == 1:  # the first send of a new second: drop the number's old seconds
+        connection.execute(_PRUNE, {"number": phone_number_id, "before": second - KEEP_SECONDS})
+    return Slot(won=used is not None, second=second, left=second + 1 - now)
+
+
+def admitted_per_second(connection: Connection, phone_number_id: str) -> dict[int, int]:
+    """The sends admitted in each second still kept (tests, benches)."""
+    rows = connection.execute(
+        text("SELECT second, used FROM send_slots WHERE phone_number_id = :number"),
+        {"number": phone_number_id},
+    )
+    return {int(second): int(used) for second, used in rows}
