@@ -151,10 +151,10 @@ class CampaignDispatch(CampaignLifecycle):
     async def _wait(self, ready: Any, until: datetime | None = None) -> None:
         """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`."""
         status = self._s.status
-        limits = [t for t in (until, self._s.deadline_at) if t is not None]
-        # A refresh under way (beside the dispatch) wakes this wait when it ends instead: the
-        # next one is due from its start, which may already be past.
+        # A refresh under way (beside the dispatch) ends this wait instead of a timer: it takes
+        # moments, and a timer per wait would be two history events per refresh.
         refreshing = self._refreshing is not None
+        limits = [] if refreshing else [t for t in (until, self._s.deadline_at) if t is not None]
         if not refreshing:
             limits.append((self._last_refresh or workflow.now()) + self._refresh_interval())
         timeout = (min(limits) - workflow.now()).total_seconds() if limits else None
