@@ -86,17 +86,13 @@ class Engine:
         return await handle.result()
 
     async def record_history(
-        self,
-        handle: WorkflowHandle[CampaignWorkflow, Progress],
-        name: str,
-        run_id: str | None = None,
+        self, handle: WorkflowHandle[CampaignWorkflow, Progress], name: str
     ) -> None:
-        """Save the first run's history (or `run_id`'s) for tests/test_replay.py when
-        recording is asked for."""
+        """Save the first run's history for tests/test_replay.py when recording is asked for."""
         if not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"):
             return
-        run = run_id or handle.first_execution_run_id or handle.run_id
-        history = await self.client.get_workflow_handle(handle.id, run_id=run).fetch_history()
+        first_run = handle.first_execution_run_id or handle.run_id
+        history = await self.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
         HISTORIES_DIR.mkdir(exist_ok=True)
         (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
 

@@ -8,8 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -405,50 +404,6 @@ async def test_continue_as_new_keeps_counts_and_sends_each_message_once(engine: 
     assert len(history.events) < 5000
     sent = [s.biz_opaque_callback_data for s in engine.emulator.accepted_sends]
     assert len(sent) == len(set(sent)) == 1300
-
-
-async def _second_run_history(
-    engine: Engine, phones: int, name: str | None = None
-) -> WorkflowHistory:
-    """Run a campaign of `phones` messages to its end; the history of its second run (the
-    first continue-as-new). `name`: record both runs for tests/test_replay.py when asked."""
-    campaign_id = await engine.campaign(ordinary_numbers(phones))
-    handle = await engine.start(campaign_id)
-    first_run = (await handle.describe()).run_id
-    final = await handle.result()
-    assert final.status is CampaignStatus.COMPLETED
-    first = await engine.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
-    continued = [
-        e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-        for e in first.events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    ]
-    assert len(continued) == 1
-    if name is not None:
-        await engine.record_history(handle, name)
-        await engine.record_history(handle, f"{name}_second_run", run_id=continued[0])
-    return await engine.client.get_workflow_handle(handle.id, run_id=continued[0]).fetch_history()
-
-
-async def test_a_continued_run_records_no_patch_markers(engine: Engine) -> None:
-    # The first run applied the patches; the second knows it from its input.
-    history = await _second_run_history(engine, 1300, "continue_as_new_without_stalls")
-
-    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-    assert markers == []
-
-
-async def test_a_continued_run_sends_before_reading_a_page_or_counts(engine: Engine) -> None:
-    # The first run read the second run's ids while sending, and refreshed counts lately.
-    history = await _second_run_history(engine, 1300)
-
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-    assert scheduled[0] == "send_message"
-    assert scheduled.count("send_message") == 300
 
 
 async def test_a_pause_received_around_continue_as_new_holds_in_the_next_run(

@@ -49,12 +49,6 @@ class CarriedState(BaseModel):
     failed: int
     guard_settled_base: int
     guard_failed_base: int
-    # Patches (workflow.patched ids) this campaign's runs apply: a run continued from one that
-    # applied a patch applies it too, without recording its marker in every run's history.
-    patches: list[str] = Field(default_factory=list)
-    # When the counts were last re-read from the store, so that a continued run does not
-    # re-read them at once (dispatch-without-stalls).
-    last_refresh_at: datetime | None = None
 
 
 class CampaignInput(BaseModel):

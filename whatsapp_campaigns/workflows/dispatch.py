@@ -53,10 +53,6 @@ REFRESH_WHILE_WAITING = timedelta(minutes=10)
 SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
 # Histories from before the back-off replay with the flat 10 minutes while waiting.
 REFRESH_BACKOFF_PATCH = "refresh-while-waiting-backs-off"
-# The next page of ids is read while the ids at hand last (and carried into the next run), and
-# counts are re-read beside the dispatch: neither a run's start nor a refresh holds up sends.
-# Histories from before it replay with the page read and the refresh awaited in the loop.
-NO_STALLS_PATCH = "dispatch-without-stalls"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -68,18 +64,12 @@ class CampaignDispatch(CampaignLifecycle):
         self._deferred: deque[int] = deque(self._s.deferred)
         self._buffer: deque[int] = deque()
         self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
-        self._no_stalls = False  # NO_STALLS_PATCH applies (decided when sending starts)
-        self._page_fetch: asyncio.Task[None] | None = None  # the next page, being read
-        self._refreshing: asyncio.Task[None] | None = None  # counts, being re-read
 
     async def _send_all(self) -> None:
         s = self._s
         if s.deadline_at is None:
             s.deadline_at = workflow.now() + s.policy.sending_deadline
         self._send_queue = send_task_queue(workflow.info().task_queue, s.sender_phone_number_id)
-        self._no_stalls = self._patched(NO_STALLS_PATCH)
-        if self._no_stalls and self._last_refresh is None:
-            self._last_refresh = s.last_refresh_at  # a continued run: refresh when due, not now
         while True:
             if self._stopped():
                 break
@@ -95,9 +85,9 @@ class CampaignDispatch(CampaignLifecycle):
                 await self._change_status(CampaignStatus.PAUSED, action="auto_pause", reason=guard)
                 continue
             if self._run_dispatched >= MESSAGES_PER_RUN or self._history_too_long():
-                if not self._pending and self._background_idle():
+                if not self._pending:
                     await self._continue_as_new()
-                await self._wait(lambda: not self._pending and self._background_idle())
+                await self._wait(lambda: not self._pending)
                 continue
             next_id = await self._next_message_id()
             if next_id is None:
@@ -151,14 +141,10 @@ class CampaignDispatch(CampaignLifecycle):
     async def _wait(self, ready: Any, until: datetime | None = None) -> None:
         """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`."""
         status = self._s.status
-        # A refresh under way (beside the dispatch) ends this wait instead of a timer: it takes
-        # moments, and a timer per wait would be two history events per refresh.
-        refreshing = self._refreshing is not None
-        limits = [] if refreshing else [t for t in (until, self._s.deadline_at) if t is not None]
-        if not refreshing:
-            limits.append((self._last_refresh or workflow.now()) + self._refresh_interval())
-        timeout = (min(limits) - workflow.now()).total_seconds() if limits else None
-        if timeout is not None and timeout <= 0:
+        limits = [t for t in (until, self._s.deadline_at) if t is not None]
+        limits.append((self._last_refresh or workflow.now()) + self._refresh_interval())
+        timeout = (min(limits) - workflow.now()).total_seconds()
+        if timeout <= 0:
             return  # whatever is due is handled at the top of the dispatch loop
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
@@ -167,18 +153,11 @@ class CampaignDispatch(CampaignLifecycle):
                     or self._s.status is not status
                     or self._stop_reason is not None
                     or self._auto_pause_reason() is not None
-                    or (refreshing and self._refreshing is None)
                 ),
                 timeout=timeout,
             )
 
-    def _background_idle(self) -> bool:
-        """No page read and no count refresh under way (a run must not end with either)."""
-        return self._page_fetch is None and self._refreshing is None
-
     async def _next_message_id(self) -> int | None:
-        if self._no_stalls:
-            return await self._next_message_id_paging_ahead()
         if self._deferred:
             return self._deferred.popleft()
         if not self._buffer and not self._s.pages_exhausted:
@@ -195,38 +174,6 @@ class CampaignDispatch(CampaignLifecycle):
             if len(ids) < PAGE_SIZE:
                 self._s.pages_exhausted = True
         return self._buffer.popleft() if self._buffer else None
-
-    async def _next_message_id_paging_ahead(self) -> int | None:
-        """The next id; the next page is read while half a page is still at hand, so that
-        dispatch does not wait for it (ids left at continue-as-new go to the next run)."""
-        if len(self._deferred) + len(self._buffer) <= PAGE_SIZE // 2:
-            self._start_page_fetch()
-        if self._deferred:
-            return self._deferred.popleft()
-        if not self._buffer and self._page_fetch is not None:
-            await self._page_fetch
-        return self._buffer.popleft() if self._buffer else None
-
-    def _start_page_fetch(self) -> None:
-        if self._page_fetch is None and not self._s.pages_exhausted:
-            self._page_fetch = asyncio.create_task(self._fetch_page())
-
-    async def _fetch_page(self) -> None:
-        try:
-            ids: list[int] = await workflow.execute_activity_method(
-                CampaignActivities.page_queued_messages,
-                MessagePage(
-                    campaign_id=self._campaign_id, after_id=self._s.cursor, limit=PAGE_SIZE
-                ),
-                **CONTROL_OPTIONS,
-            )
-        finally:
-            self._page_fetch = None
-        self._buffer.extend(ids)
-        if ids:
-            self._s.cursor = ids[-1]
-        if len(ids) < PAGE_SIZE:
-            self._s.pages_exhausted = True
 
     def _start_send(self, message_id: int) -> None:
         policy = self._s.policy
@@ -270,7 +217,7 @@ class CampaignDispatch(CampaignLifecycle):
         """SPEC §11: on the number's queue, utility/authentication sends go first (priority
         key), and campaigns of one priority share the number by their policy weight
         (fairness key = the campaign). Histories from before it replay without it."""
-        if not self._patched(SEND_PRIORITY_PATCH):
+        if not workflow.patched(SEND_PRIORITY_PATCH):
             return Priority.default
         return Priority(
             priority_key=self._s.send_priority,
@@ -334,37 +281,22 @@ class CampaignDispatch(CampaignLifecycle):
         only while the counts still change, so that waiting does not fill the history."""
         if self._dispatch_blocked_until() is None and self._pending:
             return REFRESH_WHILE_SENDING
-        if not self._patched(REFRESH_BACKOFF_PATCH):
+        if not workflow.patched(REFRESH_BACKOFF_PATCH):
             return REFRESH_WHILE_WAITING
         return self._quiet_interval
 
     async def _refresh_due(self) -> bool:
-        """Re-read counts from the store when due; True if it did (the loop re-checks state).
-        Without stalls, the re-read runs beside the dispatch and this returns False."""
+        """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
         now = workflow.now()
         if self._last_refresh is not None and now - self._last_refresh < self._refresh_interval():
             return False
-        if self._no_stalls:
-            if self._refreshing is None:
-                self._refreshing = asyncio.create_task(self._refresh_beside_dispatch())
-            return False
-        await self._refresh_and_pace()
-        return True
-
-    async def _refresh_beside_dispatch(self) -> None:
-        try:
-            await self._refresh_and_pace()
-        finally:
-            self._refreshing = None
-
-    async def _refresh_and_pace(self) -> None:
-        """Re-read the counts; the next re-read while waiting comes sooner if they changed."""
         before = dict(self._s.counts)
         await self._refresh_counts()
         if self._s.counts != before:
             self._quiet_interval = REFRESH_WHILE_SENDING
         else:
             self._quiet_interval = min(2 * self._quiet_interval, REFRESH_WHILE_WAITING)
+        return True
 
     async def _settle_in_flight(self) -> None:
         """On cancel or deadline, stop what waits in retry backoff; let running sends finish."""
@@ -372,16 +304,12 @@ class CampaignDispatch(CampaignLifecycle):
             for handle in list(self._pending.values()):
                 handle.cancel()
             await workflow.wait_condition(lambda: not self._pending)
-        if not self._background_idle():
-            await workflow.wait_condition(self._background_idle)
 
     async def _continue_as_new(self) -> None:
         # Handlers first: a signal accepted by this run must not be lost by the next one.
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._s
         s.deferred = list(self._deferred) + list(self._buffer)
-        if self._no_stalls:
-            s.last_refresh_at = self._last_refresh
         workflow.continue_as_new(CampaignInput(campaign_id=self._campaign_id, carried=s))
 
     # ------------------------------------------------------------------------- throttling

@@ -219,17 +219,6 @@ class CampaignLifecycle:
             CampaignActivities.release_credits, self._campaign_id, **CONTROL_OPTIONS
         )
 
-    def _patched(self, patch_id: str) -> bool:
-        """`workflow.patched`, remembered across continue-as-new: a run continued from one
-        that applied the patch applies it too, without a marker event in each run's history
-        (its carried input, which replay reads as well, says so)."""
-        if patch_id in self._s.patches:
-            return True
-        if workflow.patched(patch_id):
-            self._s.patches.append(patch_id)
-            return True
-        return False
-
     def _count(self, statuses: frozenset[MessageStatus]) -> int:
         return sum(n for status, n in self._s.counts.items() if status in statuses)
 
