@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import cast
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -21,6 +21,7 @@ from tests.store_helpers import (
     seed_campaign,
     seed_messages,
 )
+from whatsapp_campaigns.activities import sending
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.engine import SendMessageInput
 from whatsapp_campaigns.domain.errors import ErrorClass
@@ -30,7 +31,7 @@ from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import CampaignRow, MessageRow, SenderNumber
-from whatsapp_campaigns.store.send_slots import take_slot
+from whatsapp_campaigns.store.send_slots import Slot, take_slot
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.wire import provider_error
@@ -274,6 +275,28 @@ async def test_a_pause_while_a_send_waits_for_a_free_second_hands_the_message_ba
     assert (result.halted, whatsapp.call_times) == (True, [])
     row = _message(db, message_id)
     assert (row.status, row.attempts) == (MessageStatus.QUEUED, 0)
+
+
+async def test_a_store_too_slow_to_time_a_second_delays_the_send_but_never_fails_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = PromptWhatsApp()
+
+    def answered_too_late(connection: Connection, number: str, rate: int) -> Slot:
+        # Won, but its second ends before the answer is back (a round trip near a second).
+        return dataclasses.replace(take_slot(connection, number, rate), left=0.0)
+
+    monkeypatch.setattr(sending.send_slots, "take_slot", answered_too_late)
+
+    result = await _environment().run(
+        _activities(db, whatsapp).send_message,
+        SendMessageInput(campaign_id="", message_id=message_id),
+    )
+
+    assert result.status is MessageStatus.SENT
+    assert len(whatsapp.call_times) == 1
+    assert _message(db, message_id).attempts == 1
 
 
 async def test_a_send_cancelled_while_it_waits_for_a_free_second_stops_at_once(

@@ -45,6 +45,10 @@ THROUGHPUT_WAIT_BUDGET_SECONDS = 20.0
 # A slot of the number's second (store/send_slots.py) is used only while at least this much of
 # that second is left, so that the request reaches WhatsApp within the second it was counted in.
 SLOT_MARGIN_SECONDS = 0.02
+# Slots won but answered too late to use, in a row, before a send calls WhatsApp without one: a
+# store that slow (a round trip near a second) cannot time a second, and the admission must
+# only ever delay a send, never fail it (a refusal, 130429, is handled as before it existed).
+LATE_SLOTS_BEFORE_CALLING = 3
 
 _T = TypeVar("_T")
 
@@ -152,21 +156,29 @@ class SendActivities:
         calendar second above the rate, across every worker process); the claim usually won
         one already. A full second means waiting for the next one, heartbeating, without
         spending an attempt; before each new try the campaign must still be sending (False:
-        the message was handed back), so a pause holds within a second. Past the throughput
-        wait budget the attempt fails as throughput-limited and Temporal retries it later."""
+        the message was handed back), so a pause holds within a second. A store too slow to
+        time a second (LATE_SLOTS_BEFORE_CALLING won slots expired before their answer came)
+        or the throughput wait budget spent: WhatsApp is called without a slot, and judges."""
+        late = 0
         while True:
             if slot is not None and slot.slot.won:
                 await asyncio.sleep(slot.opens_in())  # counted in the next second: wait for it
                 if slot.usable():
                     return True
+                late += 1
             elif slot is not None:
                 await asyncio.sleep(slot.until_next_second())
-            if time.monotonic() - started > THROUGHPUT_WAIT_BUDGET_SECONDS:
-                raise ProviderError(
-                    ErrorClass.THROUGHPUT_LIMITED,
-                    "no send slot of the number free within the throughput wait budget",
-                    outcome_unknown=False,
+            waited = time.monotonic() - started
+            if late >= LATE_SLOTS_BEFORE_CALLING or waited > THROUGHPUT_WAIT_BUDGET_SECONDS:
+                activity.logger.warning(
+                    "message %d: no usable send slot of %s (%d came too late, %.1f s waited):"
+                    " calling WhatsApp without one",
+                    job.message_id,
+                    job.sender_phone_number_id,
+                    late,
+                    waited,
                 )
+                return True
             activity.heartbeat("waiting for a second of the sender number with room")
             asked = time.monotonic()
             # (the write's `Then` step answers the Slot)
