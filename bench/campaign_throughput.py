@@ -44,7 +44,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fanout import FanoutInput
-from scratch_store import migrated_store
+from scratch_store import bench_draft, bench_sender, migrated_store
 from temporal_bench import (
     CpuMeter,
     DevServer,
@@ -57,13 +57,11 @@ from temporal_bench import (
 )
 
 from whatsapp_campaigns.domain.engine import CampaignInput
-from whatsapp_campaigns.domain.models import ActorKind, CampaignDraft, Sender
-from whatsapp_campaigns.domain.policy import CampaignPolicy
+from whatsapp_campaigns.domain.models import ActorKind
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.starter.client import CampaignsClient
 from whatsapp_campaigns.store import campaigns, catalog
-from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
 from whatsapp_campaigns.store.models import MessageRow
@@ -303,33 +301,14 @@ def seed_campaigns(db: Database, opts: Options) -> list[str]:
     `order_update` splitting the recipients (each its own audience)."""
     seed_sandbox(db, credits=10 * opts.recipients + 1_000_000)
     for number in opts.sender_numbers:
-        catalog.upsert_sender(
-            db,
-            Sender(
-                phone_number_id=number,
-                account_id=SANDBOX_ACCOUNT_ID,
-                display_number="+12025550100",
-                rate_per_second=SENDER_RATE,
-                tier=10_000_000,
-            ),
-        )
+        bench_sender(db, number, SENDER_RATE)
     catalog.upsert_templates(db, SANDBOX_ACCOUNT_ID, SANDBOX_TEMPLATES)
     ids = []
     start = 1000
     for i in range(opts.campaigns):
         phones = ordinary_numbers(opts.share(i), start=start)
         start += len(phones)
-        rows = [
-            {"phone": p, "name": f"Customer {k}", "order_id": f"A{k}"} for k, p in enumerate(phones)
-        ]
-        audience = import_audience_rows(db, SANDBOX_ACCOUNT_ID, f"bench audience {i}", rows)
-        draft = CampaignDraft(
-            name=f"bench {i}",
-            template_name="order_update",
-            sender_phone_number_id=opts.sender_numbers[i % opts.numbers],
-            audience_id=audience.audience.id,
-            policy=CampaignPolicy(auto_pause_enabled=False),
-        )
+        draft = bench_draft(db, f"bench {i}", opts.sender_numbers[i % opts.numbers], phones)
         campaign = campaigns.create_draft(db, SANDBOX_ACCOUNT_ID, draft)
         campaigns.set_schedule(db, campaign.id, datetime.now(UTC), "UTC")
         campaigns.change_status(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from scratch_store import bench_draft, bench_sender
 from sqlalchemy import select, update
 from temporalio import workflow
 from temporalio.client import Client
@@ -29,12 +30,9 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.engine import SendMessageInput, SendResult
-from whatsapp_campaigns.domain.models import CampaignDraft, Sender
-from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import campaigns, catalog
-from whatsapp_campaigns.store.audiences import import_audience_rows
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, seed_sandbox
 from whatsapp_campaigns.store.messages import materialize_messages
@@ -94,28 +92,8 @@ class ArmOutcome:
 
 
 def seed_arm(db: Database, number: str, rate: int, sends: int, start: int) -> tuple[str, list[int]]:
-    catalog.upsert_sender(
-        db,
-        Sender(
-            phone_number_id=number,
-            account_id=SANDBOX_ACCOUNT_ID,
-            display_number="+12025550100",
-            rate_per_second=rate,
-            tier=10_000_000,
-        ),
-    )
-    phones = ordinary_numbers(sends, start=start)
-    rows = [
-        {"phone": p, "name": f"Customer {k}", "order_id": f"A{k}"} for k, p in enumerate(phones)
-    ]
-    audience = import_audience_rows(db, SANDBOX_ACCOUNT_ID, f"bench {number}", rows)
-    draft = CampaignDraft(
-        name=f"bench {number}",
-        template_name="order_update",
-        sender_phone_number_id=number,
-        audience_id=audience.audience.id,
-        policy=CampaignPolicy(auto_pause_enabled=False),
-    )
+    bench_sender(db, number, rate)
+    draft = bench_draft(db, f"bench {number}", number, ordinary_numbers(sends, start=start))
     campaign = campaigns.create_draft(db, SANDBOX_ACCOUNT_ID, draft)
     materialize_messages(db, campaign.id)
     with db.session() as session:  # straight to sending: the workflow's part is not measured
