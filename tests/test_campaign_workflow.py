@@ -418,14 +418,18 @@ async def test_a_pause_received_around_continue_as_new_holds_in_the_next_run(
     await wait_until(lambda: len(engine.emulator.accepted_sends) >= 1000, timeout=60)
 
     await handle.signal("pause", {"reason": "hold", "by": "ops"})
-    await asyncio.sleep(1.5)
+
+    async def next_run() -> None:  # the first run drains its sends, then continues as new
+        while (await handle.describe()).run_id == first_run:
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(next_run(), timeout=60)
     sent_while_paused = len(engine.emulator.accepted_sends)
     await asyncio.sleep(1.0)
 
     assert len(engine.emulator.accepted_sends) == sent_while_paused < len(phones)
     progress = await handle.query("progress", result_type=Progress)
-    assert progress.status is CampaignStatus.PAUSED
-    assert (await handle.describe()).run_id != first_run  # the pause crossed continue-as-new
+    assert progress.status is CampaignStatus.PAUSED  # the pause crossed continue-as-new
     await handle.signal("resume", {"by": "ops"})
     final = await handle.result()
     assert final.status is CampaignStatus.COMPLETED
