@@ -178,7 +178,9 @@ class SendActivities:
                     late,
                     waited,
                 )
-                return True
+                # As without admission: the campaign must still send, and the attempt's clock
+                # restarts (no slot was won to restart it), so reconciliation counts from now.
+                return await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id)
             activity.heartbeat("waiting for a second of the sender number with room")
             asked = time.monotonic()
             # (the write's `Then` step answers the Slot)
