@@ -4,8 +4,10 @@ subprocesses: signed webhooks from one to the other, API keys), and the dev stac
 The commands that steer campaigns are tested on a real dev server in test_cli_e2e.py."""
 
 import asyncio
+import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -252,6 +254,28 @@ def test_the_stack_points_the_worker_at_the_sandbox_server() -> None:
     assert settings.whatsapp_api_base_url == "http://127.0.0.1:18001"
     assert settings.whatsapp_access_token
     assert settings.whatsapp_business_account_id == "sandbox"
+
+
+def test_with_json_a_native_write_to_stdout_goes_to_the_stack_log_not_the_json(
+    tmp_path: Path,
+) -> None:
+    # The Temporal SDK core prints its warnings to the process's fd 1, past sys.stdout.
+    log_file = tmp_path / "dev.log"
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from whatsapp_campaigns.cli.app import print_json\n"
+        "from whatsapp_campaigns.cli.stack import keep_stdout_for_json\n"
+        f"keep_stdout_for_json(Path({str(log_file)!r}))\n"
+        "os.write(1, b'WARN core: Task not found when completing\\n')\n"
+        "print_json({'status': 'completed'})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"status": "completed"}
+    assert "Task not found when completing" in log_file.read_text()
 
 
 def test_the_demo_audience_has_every_magic_number_once_among_valid_numbers(

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -72,6 +73,17 @@ def _stack_logging(data_dir: Path, console_level: int) -> Path:
     logging.basicConfig(level=logging.INFO, handlers=[to_file, to_terminal], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per send and webhook
     return log_file
+
+
+def keep_stdout_for_json(log_file: Path) -> None:
+    """`--json`: stdout carries the JSON alone, for the rest of the command. Native code that
+    writes to the process's standard output (the Temporal SDK core prints its warnings there,
+    e.g. "Task not found when completing") writes to the stack's log file instead."""
+    sys.stdout.flush()
+    json_fd = os.dup(1)
+    with open(log_file, "ab") as log:
+        os.dup2(log.fileno(), 1)
+    sys.stdout = os.fdopen(json_fd, "w", encoding="utf-8")
 
 
 def _run_stack(options: "StackOptions", body: "Callable[[DevStack], Awaitable[T]]") -> T | None:
@@ -175,6 +187,8 @@ def demo(
     options = _stack_options(host, port, temporal_port, ui_port, no_ui, sandbox_port, data_dir)
     log_file = _stack_logging(data_dir, logging.ERROR)
     out = Console(stderr=True) if as_json else console
+    if as_json:
+        keep_stdout_for_json(log_file)
 
     async def body(stack: "DevStack") -> DemoResult:
         _print_stack(stack, out, log_file)
