@@ -261,6 +261,26 @@ def test_unknown_ids_are_counted_not_raised(db: Database) -> None:
     assert counts == AppliedCounts(applied=1, unknown=2)
 
 
+@pytest.mark.parametrize("data", ["9" * 40, "18446744073709551616", "\u0661\u0662", "-3", "0", "x"])
+def test_callback_data_that_is_no_message_id_of_ours_leaves_the_status_to_its_provider_id(
+    db: Database, data: str
+) -> None:
+    """A forged or foreign biz_opaque_callback_data (too long for an id, non-ASCII digits...)
+    neither fails the batch nor matches a message: the status applies by provider id."""
+    seeded = seed_messages(db)
+    pid = seeded.provider_ids[0]
+    assert pid
+    counts = apply_status_updates(
+        db,
+        [
+            StatusUpdate(pid, DELIVERED, later(1), biz_opaque_callback_data=data),
+            StatusUpdate("wamid.nobody", READ, later(1), biz_opaque_callback_data=data),
+        ],
+    )
+    assert counts == AppliedCounts(applied=1, unknown=1)
+    assert message(db, seeded.message_ids[0]).status == "delivered"
+
+
 def test_reply_with_context_marks_that_message_responded(db: Database) -> None:
     seeded = seed_messages(db, 2, status=MessageStatus.READ)
     context = seeded.provider_ids[0]

@@ -134,7 +134,7 @@ def apply_statuses(session: Session, updates: Sequence[StatusUpdate]) -> Applied
     whole inbox batch, then removes it, in one)."""
     if not updates:
         return AppliedCounts()
-    known = _lock_known(session, {u.provider_message_id for u in updates})
+    known = _lock_known(session, updates)
     unmatched = [u for u in updates if u.provider_message_id not in known]
     known |= _reconcile_by_callback_data(session, unmatched)
     unknown = [u.provider_message_id for u in updates if u.provider_message_id not in known]
@@ -152,20 +152,45 @@ def apply_statuses(session: Session, updates: Sequence[StatusUpdate]) -> Applied
     return counts
 
 
-def _lock_known(session: Session, provider_ids: Collection[str]) -> set[str]:
-    """Which provider ids are stored. On PostgreSQL their rows are locked up front, in one
-    global order, so that concurrent batches touching the same messages cannot deadlock."""
+def _lock_known(session: Session, updates: Sequence[StatusUpdate]) -> set[str]:
+    """Which of the batch's provider ids are stored, their rows locked (on PostgreSQL).
+
+    Rows are locked in message-id order, the order in which a send group writes its messages
+    too (`activities.grouped_writes`), so that the applier, the send groups and another
+    applier never wait for each other in a cycle (a deadlock costs PostgreSQL's 1 s timeout
+    and a re-run). Statuses name our message in `biz_opaque_callback_data`: those rows are
+    locked first, in order, including the ones whose provider id is not stored yet (the
+    reconciliation's); statuses without it (sent by another system) then by provider id.
+    """
+    provider_ids = {u.provider_message_id for u in updates}
     found: set[str] = set()
-    for chunk in _chunks(sorted(provider_ids)):
+    for chunk in _chunks(sorted({i for u in updates if (i := _callback_message_id(u))})):
+        locked = session.scalars(
+            select(MessageRow.provider_message_id)
+            .where(MessageRow.id.in_(chunk))
+            .order_by(MessageRow.id)
+            .with_for_update()
+        )
+        found.update(pid for pid in locked if pid in provider_ids)
+    for chunk in _chunks(sorted(provider_ids - found)):
         found.update(
             session.scalars(
                 select(MessageRow.provider_message_id)
                 .where(MessageRow.provider_message_id.in_(chunk))
-                .order_by(MessageRow.provider_message_id)
+                .order_by(MessageRow.id)
                 .with_for_update()
             )
         )
     return found
+
+
+def _callback_message_id(update: StatusUpdate) -> int | None:
+    """Our message id from `biz_opaque_callback_data`, if it holds one (digits that fit the
+    store's 64-bit ids; anything else is not ours)."""
+    data = (update.biz_opaque_callback_data or "").strip()
+    if data.isascii() and data.isdigit() and len(data) <= 19 and 0 < int(data) < 2**63:
+        return int(data)
+    return None
 
 
 def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate]) -> set[str]:
@@ -173,9 +198,8 @@ def _reconcile_by_callback_data(session: Session, updates: Sequence[StatusUpdate
     provider ids now stored. Rare (only sends whose outcome was lost), so one row at a time."""
     provider_id_by_message: dict[int, str] = {}
     for u in updates:
-        data = (u.biz_opaque_callback_data or "").strip()
-        if data.isdigit():
-            provider_id_by_message.setdefault(int(data), u.provider_message_id)
+        if (message_id := _callback_message_id(u)) is not None:
+            provider_id_by_message.setdefault(message_id, u.provider_message_id)
     if not provider_id_by_message:
         return set()
     reconciled: set[str] = set()
