@@ -164,10 +164,10 @@ def _lock_known(session: Session, updates: Sequence[StatusUpdate]) -> set[str]:
     """
     provider_ids = {u.provider_message_id for u in updates}
     found: set[str] = set()
-    for chunk in _chunks(sorted({i for u in updates if (i := _callback_message_id(u))})):
+    for ids in _chunks(sorted({i for u in updates if (i := _callback_message_id(u))})):
         locked = session.scalars(
             select(MessageRow.provider_message_id)
-            .where(MessageRow.id.in_(chunk))
+            .where(MessageRow.id.in_(ids))
             .order_by(MessageRow.id)
             .with_for_update()
         )
