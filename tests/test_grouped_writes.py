@@ -98,3 +98,24 @@ async def test_second_steps_run_after_the_group_s_writes_in_the_order_of_their_k
 
     assert answers == ["b", "c", "a"]
     assert order == ["write b", "write c", "write a", "then a", "then b", "then c"]
+
+
+async def test_a_group_writes_its_messages_in_id_order_and_answers_each_caller(
+    db: Database,
+) -> None:
+    """The webhook applier locks messages in id order too: no lock cycle between the two."""
+    writes = GroupedWrites(db)
+    ran: list[int] = []
+
+    def write(message_id: int) -> Callable[[Connection], int]:
+        def run(connection: Connection) -> int:
+            ran.append(message_id)
+            return message_id * 10
+
+        return run
+
+    asked = (30, 10, 20)  # asked for in one go: one group
+    answers = await asyncio.gather(*(writes.run(write(i), order=i) for i in asked))
+
+    assert ran == [10, 20, 30]
+    assert answers == [300, 100, 200]

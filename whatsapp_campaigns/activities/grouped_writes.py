@@ -11,9 +11,11 @@ Each caller still gets its own answer only after its write is committed, so the 
 do not change: a message is claimed in the store before WhatsApp is called, and its
 WhatsApp id is stored before the activity reports success. If one write of a group raises,
 the group is rolled back and each write is run again in a transaction of its own, so that
-the error reaches its caller alone. That also covers PostgreSQL choosing a group as the
-victim of a deadlock with a transaction that locks the same rows in another order (the
-webhook applier, which retries its own batch when it is the one chosen).
+the error reaches its caller alone. The writes of a group run in the order of the message
+ids their callers give (`order`), the order in which the webhook applier locks messages too
+(store/status_updates.py), so neither two groups nor a group and an applier batch wait for
+each other in a cycle; were a group chosen as a deadlock's victim anyway, it is run again
+write by write.
 
 A write may return a `Then`: a second step run in the same transaction once every write of
 the group has run, the second steps in the order of their keys. The send path's per-second
@@ -50,17 +52,18 @@ class GroupedWrites:
     def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
         self._db = db
         self._max_group = max_group
-        self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[int, _Write, asyncio.Future[Any]]] = []
         self._committing = False
         # The committing task, held: the loop keeps only a weak reference to it.
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # committed so far (for tests and benchmarks)
 
-    async def run(self, write: Callable[[Connection], _T]) -> _T:
+    async def run(self, write: Callable[[Connection], _T], *, order: int = 0) -> _T:
         """Run `write` in a transaction shared with the writes asked for meanwhile; return its
-        result once that transaction committed (or raise its error)."""
+        result once that transaction committed (or raise its error). `order`: the id of the
+        message it writes (a group writes its messages in id order)."""
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((write, future))
+        self._waiting.append((order, write, future))
         if not self._committing:
             self._committing = True
             self._task = asyncio.get_running_loop().create_task(self._commit_waiting())
@@ -71,18 +74,18 @@ class GroupedWrites:
     async def _commit_waiting(self) -> None:
         try:
             while self._waiting:
-                group = self._waiting[: self._max_group]
+                group = sorted(self._waiting[: self._max_group], key=lambda w: w[0])
                 del self._waiting[: self._max_group]
                 try:
-                    outcomes = await asyncio.to_thread(self._commit, [w for w, _ in group])
+                    outcomes = await asyncio.to_thread(self._commit, [w for _, w, _ in group])
                 except asyncio.CancelledError:  # the loop is closing: so are the callers
-                    for _, future in group + self._waiting:
+                    for _, _, future in group + self._waiting:
                         future.cancel()
                     self._waiting.clear()
                     raise
                 except Exception as error:  # the thread pool is gone (shutdown), say
                     outcomes = [(False, error)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                for (_, _, future), (ok, value) in zip(group, outcomes, strict=True):
                     if future.done():
                         continue
                     if ok:

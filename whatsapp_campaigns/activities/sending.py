@@ -184,7 +184,8 @@ class SendActivities:
             activity.heartbeat("waiting for a second of the sender number with room")
             asked = time.monotonic()
             # (the write's `Then` step answers the Slot)
-            taken = cast(Slot | None, await self._writes.run(functools.partial(_readmit, job=job)))
+            readmit = functools.partial(_readmit, job=job)
+            taken = cast(Slot | None, await self._writes.run(readmit, order=job.message_id))
             if taken is None:
                 return False
             slot = _HeldSlot(taken, asked, time.monotonic())
@@ -199,7 +200,8 @@ class SendActivities:
                 messages.store_accepted,
                 message_id=job.message_id,
                 provider_message_id=provider_message_id,
-            )
+            ),
+            order=job.message_id,
         )
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
@@ -214,7 +216,8 @@ class SendActivities:
                     message_id=message_id,
                     reconcile_window=self._reconcile_window,
                     admit=self._admission,
-                )
+                ),
+                order=message_id,
             )
             start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
