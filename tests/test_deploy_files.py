@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from pydantic import AliasChoices
 
 import whatsapp_campaigns.metrics  # noqa: F401  (registers the business metrics)
-from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
+from whatsapp_campaigns.processes import BUFFERED_EVENTS_PER_WORKFLOW, TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
@@ -267,6 +267,15 @@ def test_deployed_send_queues_have_one_partition_as_the_dev_server_does() -> Non
         assert [r["constraints"]["taskQueueName"] for r in campaigns] == [
             Settings.model_fields["task_queue"].default
         ]
+
+
+def test_deployed_server_buffers_as_many_events_per_workflow_as_the_dev_server() -> None:
+    """A campaign's workflow task in flight is not force-failed by a flood of completions."""
+    config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
+    dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    key = "history.maximumBufferedEventsBatch"
+    assert config[key] == [{"value": BUFFERED_EVENTS_PER_WORKFLOW, "constraints": {}}]
+    assert dev_server[key] == str(BUFFERED_EVENTS_PER_WORKFLOW)
 
 
 def test_compose_migration_runs_db_upgrade() -> None:

@@ -59,11 +59,19 @@ def port_ready(host: str, port: int) -> Callable[[], bool]:
 
 # The dev server's dynamic config, as deploy/temporal/dynamicconfig.yaml sets it in production:
 # fairness keys and weights on a task queue (campaigns sharing a number, SPEC §11), and one
-# partition per queue, so that a number's utility sends strictly go before its marketing ones.
+# partition per queue, so that a number's utility sends strictly go before its marketing ones;
+# and room for 1,000 events buffered while a campaign's workflow task is in flight (the default
+# 100 is 50 send completions: past it the server force-fails the task, and the worker replays
+# the run's history to redo it; docs/engine.md "Workflow tasks under a flood of completions").
+BUFFERED_EVENTS_PER_WORKFLOW = 1000
 TEMPORAL_DYNAMIC_CONFIG = (
     *("--dynamic-config-value", "matching.enableFairness=true"),
     *("--dynamic-config-value", "matching.numTaskqueueReadPartitions=1"),
     *("--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"),
+    *(
+        "--dynamic-config-value",
+        f"history.maximumBufferedEventsBatch={BUFFERED_EVENTS_PER_WORKFLOW}",
+    ),
 )
 
 
