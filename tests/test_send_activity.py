@@ -221,11 +221,11 @@ class PromptWhatsApp:
 
     def __init__(self) -> None:
         self.call_times: list[float] = []
-        self.calls: list[tuple[str, float]] = []  # (recipient, time)
+        self.calls: list[tuple[int, float]] = []  # (message id, time)
 
     async def send_template(self, message: TemplateSend) -> str:
         self.call_times.append(time.time())
-        self.calls.append((message.to, self.call_times[-1]))
+        self.calls.append((int(message.biz_opaque_callback_data), self.call_times[-1]))
         return f"wamid.{message.biz_opaque_callback_data}"
 
     async def list_templates(self, business_account_id: str) -> list[Template]:
@@ -276,7 +276,7 @@ async def test_of_sends_waiting_for_a_free_second_a_utility_one_goes_before_a_ma
         )
     )
     await asyncio.sleep(0.1)  # the utility send waits first...
-    marketing = asyncio.create_task(  # ...and the marketing one, whose wait ends first
+    marketing = asyncio.create_task(  # ...then the marketing one: both for the next second
         _environment(Priority(priority_key=3)).run(
             sending.send_message, SendMessageInput(campaign_id="", message_id=marketing_id)
         )
@@ -284,8 +284,8 @@ async def test_of_sends_waiting_for_a_free_second_a_utility_one_goes_before_a_ma
 
     await asyncio.wait_for(asyncio.gather(marketing, utility), timeout=10)
 
-    seconds = {to: math.floor(t) for to, t in whatsapp.calls}
-    assert seconds == {"+12025550111": full + 1, "+12025550110": full + 2}
+    seconds = {message: math.floor(t) for message, t in whatsapp.calls}
+    assert seconds == {utility_id: full + 1, marketing_id: full + 2}
 
 
 async def test_a_pause_while_a_send_waits_for_a_free_second_hands_the_message_back(

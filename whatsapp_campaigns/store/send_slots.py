@@ -130,8 +130,10 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
 
 class PriorityWaits:
     """The order in which one worker process's sends waiting for a slot of their number ask
-    for one, by their Temporal priority key (1 first … 5 last; None: the default): a send of
-    a higher priority asked for a slot of the number lately, or a send has waited long."""
+    for one, by their Temporal priority key (1 first … 5 last; None: Temporal's default, 3):
+    a send lets seconds go by while sends of a higher priority of its number keep asking
+    (`yields`), and asks later into a second the lower its priority (`delay`); neither once
+    it has waited PRIORITY_PATIENCE_SECONDS."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -142,7 +144,7 @@ class PriorityWaits:
         self._asked[phone_number_id, _key(priority_key)] = self._clock()
 
     def yields(self, phone_number_id: str, priority_key: int | None, waited: float) -> bool:
-        """Whether a send that has `waited` lets the next second go by without asking."""
+        """Whether a send that has `waited` so far lets this second go by without asking."""
         if waited >= PRIORITY_PATIENCE_SECONDS:
             return False
         since = self._clock() - PRIORITY_YIELD_SECONDS
