@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 from sqlalchemy import Connection, update
+from temporalio.common import Priority
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -70,17 +71,23 @@ class SlowWhatsApp:
 def _queued_message(db: Database, *, throughput_backoff: float) -> int:
     """One queued message of a sending campaign whose policy waits `throughput_backoff`
     seconds (give or take half) after a throughput refusal."""
+    [message] = _queued_messages(db, ["+12025550110"], throughput_backoff=throughput_backoff)
+    return message
+
+
+def _queued_messages(
+    db: Database, phones: list[str], *, throughput_backoff: float = 0.02
+) -> list[int]:
     seed_account(db)
     catalog.upsert_templates(db, ACCOUNT, [Template(name="spring_sale", variables=["name"])])
-    audience_id = seed_audience(db)
+    audience_id = seed_audience(db, phones=phones)
     campaign_id = seed_campaign(
         db,
         status=CampaignStatus.SENDING,
         audience_id=audience_id,
         policy={"throughput_backoff": throughput_backoff},
     )
-    [message] = seed_messages(db, campaign_id, audience_id)
-    return message
+    return seed_messages(db, campaign_id, audience_id)
 
 
 class AnswerLostWhatsApp:
@@ -105,10 +112,10 @@ def whatsapp() -> SlowWhatsApp:
     return SlowWhatsApp()
 
 
-def _environment() -> ActivityEnvironment:
+def _environment(priority: Priority = Priority.default) -> ActivityEnvironment:
     env = ActivityEnvironment()
     # Not inside a workflow: the slow-down notice has no campaign to signal.
-    env.info = dataclasses.replace(env.info, workflow_id=None)
+    env.info = dataclasses.replace(env.info, workflow_id=None, priority=priority)
     return env
 
 
@@ -214,9 +221,11 @@ class PromptWhatsApp:
 
     def __init__(self) -> None:
         self.call_times: list[float] = []
+        self.calls: list[tuple[int, float]] = []  # (message id, time)
 
     async def send_template(self, message: TemplateSend) -> str:
         self.call_times.append(time.time())
+        self.calls.append((int(message.biz_opaque_callback_data), self.call_times[-1]))
         return f"wamid.{message.biz_opaque_callback_data}"
 
     async def list_templates(self, business_account_id: str) -> list[Template]:
@@ -252,6 +261,31 @@ async def test_a_send_whose_second_is_full_calls_in_the_next_second_in_the_same_
     assert result.status is MessageStatus.SENT
     assert [math.floor(t) for t in whatsapp.call_times] == [full + 1]
     assert _message(db, message_id).attempts == 1
+
+
+async def test_of_sends_waiting_for_a_free_second_a_utility_one_goes_before_a_marketing_one(
+    db: Database,
+) -> None:
+    marketing_id, utility_id = _queued_messages(db, ["+12025550110", "+12025550111"])
+    whatsapp = PromptWhatsApp()
+    sending = _activities(db, whatsapp)
+    full = _fill_the_current_second(db, rate=1)
+    utility = asyncio.create_task(
+        _environment(Priority(priority_key=1)).run(
+            sending.send_message, SendMessageInput(campaign_id="", message_id=utility_id)
+        )
+    )
+    await asyncio.sleep(0.1)  # the utility send waits first...
+    marketing = asyncio.create_task(  # ...then the marketing one: both for the next second
+        _environment(Priority(priority_key=3)).run(
+            sending.send_message, SendMessageInput(campaign_id="", message_id=marketing_id)
+        )
+    )
+
+    await asyncio.wait_for(asyncio.gather(marketing, utility), timeout=10)
+
+    seconds = {message: math.floor(t) for message, t in whatsapp.calls}
+    assert seconds == {utility_id: full + 1, marketing_id: full + 2}
 
 
 async def test_a_pause_while_a_send_waits_for_a_free_second_hands_the_message_back(

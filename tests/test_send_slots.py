@@ -1,5 +1,6 @@
 """Per-number, per-second send admission in the store (store/send_slots.py, SPEC §11): however
-many workers ask at once, no second of the store's clock admits more than the number's rate."""
+many workers ask at once, no second of the store's clock admits more than the number's rate;
+sends waiting for a full second ask for the next ones in priority order."""
 
 import math
 import threading
@@ -9,7 +10,10 @@ from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.send_slots import (
     AHEAD_SECONDS,
     KEEP_SECONDS,
+    PRIORITY_PATIENCE_SECONDS,
+    PriorityWaits,
     admitted_per_second,
+    pass_slot,
     take_slot,
 )
 
@@ -113,3 +117,67 @@ def test_seconds_older_than_the_kept_window_are_pruned(db: Database) -> None:
     seconds = _admitted(db)
     assert old not in seconds and len(seconds) == 1
     assert old in _admitted(db, "other")  # another number's rows are its own to prune
+
+
+def test_a_send_that_lets_a_second_go_by_counts_nothing_in_it(db: Database) -> None:
+    _at_start_of_a_second()
+    with db.transaction() as connection:
+        passed = pass_slot(connection)
+    assert (passed.won, passed.second, 0.5 < passed.left <= 1) == (False, int(time.time()), True)
+    assert _admitted(db) == {}
+    assert [_take(db, 1), _take(db, 1)] == [True, False]  # the second's slot was still free
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+UTILITY, MARKETING = 1, 3  # Temporal priority keys (domain/models.py)
+
+
+def test_a_waiting_marketing_send_yields_while_utility_sends_of_its_number_ask() -> None:
+    clock = _Clock()
+    waits = PriorityWaits(clock)
+    waits.asked(NUMBER, UTILITY)
+    clock.now += 0.9
+    assert waits.yields(NUMBER, MARKETING, waited=1.0)
+    assert not waits.yields(NUMBER, UTILITY, waited=1.0)  # never to its own priority
+
+
+def test_a_waiting_send_asks_again_a_second_after_the_last_higher_priority_ask() -> None:
+    clock = _Clock()
+    waits = PriorityWaits(clock)
+    waits.asked(NUMBER, UTILITY)
+    clock.now += 1.01
+    assert not waits.yields(NUMBER, MARKETING, waited=1.0)
+
+
+def test_higher_priority_sends_of_another_number_hold_no_send_back() -> None:
+    waits = PriorityWaits(_Clock())
+    waits.asked("pn-other", UTILITY)
+    assert not waits.yields(NUMBER, MARKETING, waited=1.0)
+
+
+def test_a_send_without_a_priority_key_yields_as_temporals_default_priority_3() -> None:
+    waits = PriorityWaits(_Clock())
+    waits.asked(NUMBER, 2)
+    assert waits.yields(NUMBER, None, waited=1.0)
+    assert PriorityWaits.delay(None, waited=1.0) == PriorityWaits.delay(MARKETING, waited=1.0)
+
+
+def test_a_send_that_has_waited_long_asks_at_once_whatever_its_priority() -> None:
+    waits = PriorityWaits(_Clock())
+    waits.asked(NUMBER, UTILITY)
+    assert not waits.yields(NUMBER, MARKETING, waited=PRIORITY_PATIENCE_SECONDS)
+    assert PriorityWaits.delay(MARKETING, waited=PRIORITY_PATIENCE_SECONDS) == 0.0
+
+
+def test_at_a_seconds_start_waiting_sends_ask_in_priority_order() -> None:
+    delays = [PriorityWaits.delay(key, waited=1.0) for key in (1, 2, 3, 4, 5)]
+    assert delays == sorted(delays) and len(set(delays)) == 5
+    assert delays[0] == 0.0  # the most urgent ask as soon as the second begins
+    assert delays[-1] < 1 - AHEAD_SECONDS  # the least urgent still within the second

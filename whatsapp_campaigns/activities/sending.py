@@ -77,6 +77,8 @@ class SendActivities:
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
         # The claims and accepted ids of concurrent sends, committed together.
         self._writes = GroupedWrites(db)
+        # Which sends waiting for a slot of their number ask first (utility before marketing).
+        self._waits = send_slots.PriorityWaits()
 
     @property
     def store_transactions(self) -> int:
@@ -155,19 +157,24 @@ class SendActivities:
         """Wait until this send holds a slot of its number's current second (SPEC §11: no
         calendar second above the rate, across every worker process); the claim usually won
         one already. A full second means waiting for the next one, heartbeating, without
-        spending an attempt; before each new try the campaign must still be sending (False:
-        the message was handed back), so a pause holds within a second. A store too slow to
-        time a second (LATE_SLOTS_BEFORE_CALLING won slots expired before their answer came)
-        or the throughput wait budget spent: WhatsApp is called without a slot, and judges."""
+        spending an attempt; sends of a higher priority of the number get the slots first
+        (`send_slots.PriorityWaits`). Before each new try the campaign must still be sending
+        (False: the message was handed back), so a pause holds within a second. A store too
+        slow to time a second (LATE_SLOTS_BEFORE_CALLING won slots expired before their answer
+        came) or the throughput wait budget spent: WhatsApp is called without a slot, and
+        judges."""
         late = 0
+        number, priority_key = job.sender_phone_number_id, activity.info().priority.priority_key
+        self._waits.asked(number, priority_key)
         while True:
             if slot is not None and slot.slot.won:
                 await asyncio.sleep(slot.opens_in())  # counted in the next second: wait for it
                 if slot.usable():
                     return True
                 late += 1
-            elif slot is not None:
-                await asyncio.sleep(slot.until_next_second())
+            elif slot is not None:  # a full second: the next one, in priority order
+                delay = self._waits.delay(priority_key, time.monotonic() - started)
+                await asyncio.sleep(slot.until_next_second() + delay)
             waited = time.monotonic() - started
             if late >= LATE_SLOTS_BEFORE_CALLING or waited > THROUGHPUT_WAIT_BUDGET_SECONDS:
                 activity.logger.warning(
@@ -183,8 +190,11 @@ class SendActivities:
                 return await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id)
             activity.heartbeat("waiting for a second of the sender number with room")
             asked = time.monotonic()
+            ask = not self._waits.yields(number, priority_key, waited)
+            if ask:
+                self._waits.asked(number, priority_key)
             # (the write's `Then` step answers the Slot)
-            readmit = functools.partial(_readmit, job=job)
+            readmit = functools.partial(_readmit, job=job, ask=ask)
             taken = cast(Slot | None, await self._writes.run(readmit, order=job.message_id))
             if taken is None:
                 return False
@@ -387,13 +397,16 @@ def _claim_admitted(
     return Then(number, lambda connection: (start, send_slots.take_slot(connection, number, rate)))
 
 
-def _readmit(connection: Connection, *, job: SendJob) -> "Then | None":
-    """Another try for a slot, while the campaign may still send (None: handed back). A won
-    slot restarts the attempt's clock: WhatsApp is called now, maybe seconds after the claim."""
+def _readmit(connection: Connection, *, job: SendJob, ask: bool) -> "Then | Slot | None":
+    """Another try for a slot, while the campaign may still send (None: handed back); without
+    `ask`, the answer of a full second (higher-priority sends go first). A won slot restarts
+    the attempt's clock: WhatsApp is called now, maybe seconds after the claim."""
     rate = job.sender_rate
     assert rate is not None
     if not messages.still_sendable(connection, job.message_id):
         return None
+    if not ask:
+        return send_slots.pass_slot(connection)
 
     def take(connection: Connection) -> Slot:
         slot = send_slots.take_slot(connection, job.sender_phone_number_id, rate)

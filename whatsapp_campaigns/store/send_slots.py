@@ -13,10 +13,17 @@ process using it reads (`time.time()` inside the write transaction, which SQLite
 
 Rows older than a few seconds are pruned by the first send of each new second of the number:
 one extra statement per number per second, and the table stays a few rows per number.
+
+Sends waiting for a full second take the next ones in priority order (`PriorityWaits`): the
+server dispatches utility sends before marketing ones, but marketing sends it had dispatched
+already (its one-second burst after a quiet spell leaves about a second's worth of them
+waiting in the workers for as long as the number stays busy) would otherwise take slots
+whatever their priority, and an order update would wait behind them.
 """
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, text
@@ -26,6 +33,21 @@ KEEP_SECONDS = 10
 # A slot asked for in the last this-much of a second is counted in the next second: the call
 # would hardly reach WhatsApp before the second ends (and a slot it could not use is lost).
 AHEAD_SECONDS = 0.1
+# Waiting sends of a lower priority ask for a slot this much later into the next second per
+# step of their Temporal priority key after the first (key 1, utility: at once; key 3,
+# marketing: 100 ms in), so that at a second's start, in whichever worker process, the waiting
+# sends of a higher priority take its slots first.
+PRIORITY_STAGGER_SECONDS = 0.05
+# A waiting send lets a second go by, without asking for a slot, while a send of a higher
+# priority of its number asked for one within this long in its worker process: those keep
+# arriving through the second (the server paces them), after the waiting ones asked.
+PRIORITY_YIELD_SECONDS = 1.0
+# Temporal's priority key of a task that sets none.
+DEFAULT_PRIORITY_KEY = 3
+# After this long waiting a send asks at once whatever its priority: a long run of higher-
+# priority sends must not keep it waiting into the throughput wait budget (20 s, after which a
+# send calls WhatsApp without a slot and the number could go over its rate).
+PRIORITY_PATIENCE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,20 @@ _SQLITE_TAKE = text(
 _PRUNE = text("DELETE FROM send_slots WHERE phone_number_id = :number AND second < :before")
 
 
+_POSTGRES_NOW = text("SELECT extract(epoch FROM clock_timestamp())::float8")
+
+
+def pass_slot(connection: Connection) -> Slot:
+    """The answer of a full second, the store's clock read but nothing counted: for a waiting
+    send that lets sends of a higher priority go first (`PriorityWaits.yields`)."""
+    if connection.dialect.name == "postgresql":
+        now = float(connection.execute(_POSTGRES_NOW).scalar_one())
+    else:
+        now = time.time()
+    second = math.floor(now + AHEAD_SECONDS)
+    return Slot(won=False, second=second, left=second + 1 - now)
+
+
 def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
     """Admit one send of `phone_number_id` in the store's current second (the next one in a
     second's last AHEAD_SECONDS) if fewer than `rate` were admitted in it, in the caller's
@@ -90,6 +126,43 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
     if used == 1:  # the first send of a new second: drop the number's old seconds
         connection.execute(_PRUNE, {"number": phone_number_id, "before": second - KEEP_SECONDS})
     return Slot(won=used is not None, second=second, left=second + 1 - now)
+
+
+class PriorityWaits:
+    """The order in which one worker process's sends waiting for a slot of their number ask
+    for one, by their Temporal priority key (1 first … 5 last; None: Temporal's default, 3):
+    a send lets seconds go by while sends of a higher priority of its number keep asking
+    (`yields`), and asks later into a second the lower its priority (`delay`); neither once
+    it has waited PRIORITY_PATIENCE_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._asked: dict[tuple[str, int], float] = {}  # (number, key): last asked, clock
+
+    def asked(self, phone_number_id: str, priority_key: int | None) -> None:
+        """A send of `phone_number_id` asks for a slot (claims included)."""
+        self._asked[phone_number_id, _key(priority_key)] = self._clock()
+
+    def yields(self, phone_number_id: str, priority_key: int | None, waited: float) -> bool:
+        """Whether a send that has `waited` so far lets this second go by without asking."""
+        if waited >= PRIORITY_PATIENCE_SECONDS:
+            return False
+        since = self._clock() - PRIORITY_YIELD_SECONDS
+        return any(
+            self._asked.get((phone_number_id, higher), since) > since
+            for higher in range(1, _key(priority_key))
+        )
+
+    @staticmethod
+    def delay(priority_key: int | None, waited: float) -> float:
+        """How long after the next second begins a send that has `waited` asks for a slot."""
+        if waited >= PRIORITY_PATIENCE_SECONDS:
+            return 0.0
+        return (_key(priority_key) - 1) * PRIORITY_STAGGER_SECONDS
+
+
+def _key(priority_key: int | None) -> int:
+    return DEFAULT_PRIORITY_KEY if priority_key is None else max(1, priority_key)
 
 
 def admitted_per_second(connection: Connection, phone_number_id: str) -> dict[int, int]:

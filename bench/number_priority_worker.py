@@ -1,0 +1,92 @@
+"""The worker process of `number_priority.py`: the project's workers (`build_workers`:
+CampaignWorkflow, lifecycle and send activities, a send worker per number in use) sending
+through the in-process WhatsApp sandbox, strict (at most each number's rate accepted per
+calendar second, 130429 beyond). Prints "ready" once polling; on SIGTERM stops gracefully and
+writes what the sandbox accepted (recipient, time) and refused to `--sends-out` as JSON.
+
+Run with PYTHONPATH set to another `whatsapp_campaigns` (a `git archive` of an older commit)
+to measure that code instead.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store import catalog
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.temporal_client import connect
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxSender
+from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
+from whatsapp_campaigns.workers.main import build_workers
+
+
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    settings = Settings(
+        CAMPAIGNS_DATABASE_URL=args.db_url,
+        CAMPAIGNS_TASK_QUEUE=args.task_queue,
+        TEMPORAL_ADDRESS=args.address,
+        CAMPAIGNS_SERVER_RATE_FACTOR=args.factor,
+    )
+    db = Database(settings.database_url)
+    client = await connect(settings)
+    senders = catalog.list_senders(db)
+    emulator = SandboxEmulator(strict_throughput=True, senders=[])
+    for sender in senders:
+        emulator.add_sender(
+            SandboxSender(
+                phone_number_id=sender.phone_number_id,
+                display_number=sender.display_number,
+                rate_per_second=sender.rate_per_second,
+                tier=sender.tier,
+            )
+        )
+    providers = AccountProviders(settings, db, shared=SandboxProvider(emulator))
+    workers = build_workers(client, settings, db, providers, senders=senders)
+    running = asyncio.create_task(workers.run())
+    print("ready", flush=True)
+    await stop.wait()
+    await workers.shutdown()
+    await running
+    await providers.aclose()
+    db.dispose()
+    report = {
+        "accepted": [(s.to, s.at.timestamp()) for s in list(emulator.accepted_sends)],
+        "throughput": {s.phone_number_id: emulator.throughput(s.phone_number_id) for s in senders},
+    }
+    Path(args.sends_out).write_text(json.dumps(report))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--task-queue", required=True)
+    parser.add_argument("--db-url", required=True)
+    parser.add_argument("--factor", type=float, default=1.0, help="CAMPAIGNS_SERVER_RATE_FACTOR")
+    parser.add_argument("--sends-out", required=True, help="JSON file written at the end")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(args, stop)
+
+    asyncio.run(run())
+    # Skip interpreter finalization: the SDK's Rust threads may still call into Python
+    # (see whatsapp_campaigns.workers.main.exit_after_shutdown).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
