@@ -33,6 +33,11 @@ from whatsapp_campaigns.store.db import Database
 _T = TypeVar("_T")
 # Writes per transaction at most: the SQLite write turn is not held for long.
 MAX_GROUP = 200
+# How long the first write after a quiet spell waits for others to join its transaction. Sends
+# arrive one by one (a write every few milliseconds at 150-200 msg/s), so without it most
+# transactions carried one or two writes, and a transaction (with its thread hand-off) costs
+# several times the statements it carries (bench/RESULTS.md, "Send path, round 3").
+GATHER_SECONDS = 0.01
 
 _Write = Callable[[Connection], Any]
 
@@ -47,9 +52,12 @@ class Then:
 
 
 class GroupedWrites:
-    def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, db: Database, *, max_group: int = MAX_GROUP, gather_seconds: float = GATHER_SECONDS
+    ) -> None:
         self._db = db
         self._max_group = max_group
+        self._gather_seconds = gather_seconds
         self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._committing = False
         # The committing task, held: the loop keeps only a weak reference to it.
@@ -70,15 +78,19 @@ class GroupedWrites:
 
     async def _commit_waiting(self) -> None:
         try:
+            try:
+                # (writes asked for while a transaction runs join the next one without waiting)
+                await asyncio.sleep(self._gather_seconds)
+            except asyncio.CancelledError:  # the loop is closing: so are the callers
+                self._cancel_waiting([])
+                raise
             while self._waiting:
                 group = self._waiting[: self._max_group]
                 del self._waiting[: self._max_group]
                 try:
                     outcomes = await asyncio.to_thread(self._commit, [w for w, _ in group])
-                except asyncio.CancelledError:  # the loop is closing: so are the callers
-                    for _, future in group + self._waiting:
-                        future.cancel()
-                    self._waiting.clear()
+                except asyncio.CancelledError:
+                    self._cancel_waiting(group)
                     raise
                 except Exception as error:  # the thread pool is gone (shutdown), say
                     outcomes = [(False, error)] * len(group)
@@ -91,6 +103,11 @@ class GroupedWrites:
                         future.set_exception(value)
         finally:
             self._committing = False
+
+    def _cancel_waiting(self, group: list[tuple[_Write, "asyncio.Future[Any]"]]) -> None:
+        for _, future in group + self._waiting:
+            future.cancel()
+        self._waiting.clear()
 
     def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]]:
         try:
