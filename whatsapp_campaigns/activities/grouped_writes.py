@@ -34,9 +34,9 @@ _T = TypeVar("_T")
 # Writes per transaction at most: the SQLite write turn is not held for long.
 MAX_GROUP = 200
 # How long the first write after a quiet spell waits for others to join its transaction. Sends
-# arrive one by one (a write every few milliseconds at 150-200 msg/s), so without it most
-# transactions carried one or two writes, and a transaction (with its thread hand-off) costs
-# several times the statements it carries (bench/RESULTS.md, "Send path, round 3").
+# arrive one by one (a write every few milliseconds at 150-200 msg/s), so without it a
+# transaction often started with a single write, and a transaction (with its thread hand-off)
+# costs several times the statements it carries (bench/RESULTS.md, "Send path, round 3").
 GATHER_SECONDS = 0.01
 
 _Write = Callable[[Connection], Any]
