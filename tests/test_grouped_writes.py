@@ -54,6 +54,21 @@ async def test_claims_made_at_once_are_committed_in_a_few_transactions(db: Datab
     assert set(_statuses(db, ids).values()) == {(MessageStatus.SENDING, 1)}
 
 
+async def test_a_write_asked_for_just_after_another_joins_its_transaction(db: Database) -> None:
+    # Sends arrive one by one; the first write after a quiet spell waits (gather_seconds) for
+    # the next ones instead of committing alone.
+    ids = _queued_messages(db, 2)
+    writes = GroupedWrites(db, gather_seconds=0.5)
+
+    first = asyncio.ensure_future(writes.run(_claim(ids[0])))
+    for _ in range(3):  # the first write's group is under way
+        await asyncio.sleep(0)
+    second = await writes.run(_claim(ids[1]))
+
+    assert (await first).job is not None and second.job is not None
+    assert writes.transactions == 1
+
+
 async def test_a_write_that_fails_fails_alone_and_the_others_are_committed(db: Database) -> None:
     ids = _queued_messages(db, 3)
     writes = GroupedWrites(db)

@@ -4,8 +4,8 @@ Hundreds of sends run at once in a worker, and each makes two short writes: the 
 calling WhatsApp, the accepted id after. One transaction and one thread hand-off each cost
 more than the statement itself (bench/RESULTS.md: a fifth of the worker's time). Here every
 write asked for while a transaction is under way waits for the next one, which commits all
-of them: under load one transaction carries dozens of writes; alone, a write is committed at
-once, as before.
+of them: under load one transaction carries dozens of writes; the first write after a quiet
+spell waits GATHER_SECONDS (10 ms) for others to join it.
 
 Each caller still gets its own answer only after its write is committed, so the guarantees
 do not change: a message is claimed in the store before WhatsApp is called, and its
@@ -35,6 +35,11 @@ from whatsapp_campaigns.store.db import Database
 _T = TypeVar("_T")
 # Writes per transaction at most: the SQLite write turn is not held for long.
 MAX_GROUP = 200
+# How long the first write after a quiet spell waits for others to join its transaction. Sends
+# arrive one by one (a write every few milliseconds at 150-200 msg/s), so without it a
+# transaction often started with a single write, and a transaction (with its thread hand-off)
+# costs several times the statements it carries (bench/RESULTS.md, "Send path, round 3").
+GATHER_SECONDS = 0.01
 
 _Write = Callable[[Connection], Any]
 
@@ -49,9 +54,12 @@ class Then:
 
 
 class GroupedWrites:
-    def __init__(self, db: Database, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, db: Database, *, max_group: int = MAX_GROUP, gather_seconds: float = GATHER_SECONDS
+    ) -> None:
         self._db = db
         self._max_group = max_group
+        self._gather_seconds = gather_seconds
         self._waiting: list[tuple[int, _Write, asyncio.Future[Any]]] = []
         self._committing = False
         # The committing task, held: the loop keeps only a weak reference to it.
@@ -73,15 +81,19 @@ class GroupedWrites:
 
     async def _commit_waiting(self) -> None:
         try:
+            try:
+                # (writes asked for while a transaction runs join the next one without waiting)
+                await asyncio.sleep(self._gather_seconds)
+            except asyncio.CancelledError:  # the loop is closing: so are the callers
+                self._cancel_waiting([])
+                raise
             while self._waiting:
                 group = sorted(self._waiting[: self._max_group], key=lambda w: w[0])
                 del self._waiting[: self._max_group]
                 try:
                     outcomes = await asyncio.to_thread(self._commit, [w for _, w, _ in group])
-                except asyncio.CancelledError:  # the loop is closing: so are the callers
-                    for _, _, future in group + self._waiting:
-                        future.cancel()
-                    self._waiting.clear()
+                except asyncio.CancelledError:
+                    self._cancel_waiting(group)
                     raise
                 except Exception as error:  # the thread pool is gone (shutdown), say
                     outcomes = [(False, error)] * len(group)
@@ -94,6 +106,11 @@ class GroupedWrites:
                         future.set_exception(value)
         finally:
             self._committing = False
+
+    def _cancel_waiting(self, group: list[tuple[int, _Write, "asyncio.Future[Any]"]]) -> None:
+        for _, _, future in group + self._waiting:
+            future.cancel()
+        self._waiting.clear()
 
     def _commit(self, writes: list[_Write]) -> list[tuple[bool, Any]]:
         try:

@@ -33,7 +33,7 @@ from whatsapp_campaigns.store import catalog, messages, send_slots
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.messages import AttemptStart, SendJob
 from whatsapp_campaigns.store.send_slots import Slot
-from whatsapp_campaigns.whatsapp.components import template_components
+from whatsapp_campaigns.whatsapp.components import PreparedTemplate
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 
@@ -73,7 +73,8 @@ class SendActivities:
         self._reconcile_window = reconcile_window
         self._template_cache_seconds = template_cache_seconds
         self._admission = admission
-        self._templates: dict[tuple[str, str, str], tuple[float, Template | None]] = {}
+        # Each template read with its variables (PreparedTemplate), and when it was read.
+        self._templates: dict[tuple[str, str, str], tuple[float, PreparedTemplate | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
         # The claims and accepted ids of concurrent sends, committed together.
         self._writes = GroupedWrites(db)
@@ -237,17 +238,21 @@ class SendActivities:
             await asyncio.sleep(2)
 
     async def _components(self, job: SendJob) -> list[dict[str, object]]:
-        template = await self._template(job)
-        if template is None:
+        prepared = await self._prepared(job)
+        if prepared is None:
             raise ProviderError(
                 ErrorClass.TEMPLATE, f"template {job.template_name} ({job.language}) not found"
             )
         try:
-            return template_components(template, job.variables)
+            return prepared.components(job.variables)
         except ValueError as error:
             raise ProviderError(ErrorClass.TEMPLATE, str(error)) from error
 
     async def _template(self, job: SendJob, *, fresh: bool = False) -> Template | None:
+        prepared = await self._prepared(job, fresh=fresh)
+        return None if prepared is None else prepared.template
+
+    async def _prepared(self, job: SendJob, *, fresh: bool = False) -> PreparedTemplate | None:
         """Templates change rarely; each worker re-reads one at most once a minute (by
         default): often enough to notice that WhatsApp paused it. `fresh`: read it now."""
         key = (job.account_id, job.template_name, job.language)
@@ -266,8 +271,9 @@ class SendActivities:
             ):
                 return cached[1]
             template = await asyncio.to_thread(catalog.get_template, self._db, *key)
-            self._templates[key] = (time.monotonic(), template)
-            return template
+            prepared = None if template is None else PreparedTemplate.of(template)
+            self._templates[key] = (time.monotonic(), prepared)
+            return prepared
 
     def _still_fresh(self, read_at: float) -> bool:
         return time.monotonic() - read_at < self._template_cache_seconds

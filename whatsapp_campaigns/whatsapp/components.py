@@ -27,30 +27,48 @@ def template_components(template: Template, values: Mapping[str, str]) -> list[d
     break (a required one missing or empty, a newline in a text parameter...): such a message
     would be refused by WhatsApp.
     """
-    needs = template.needs(unique=False)
-    problems = check_values(template.needs(), values)
-    if problems:
-        detail = "; ".join(f"{p.variable}: {p.detail}" for p in problems)
-        raise ValueError(f"template {template.name} cannot be sent with these values: {detail}")
-    result: list[dict[str, Any]] = []
-    header = [_parameter(v, values[v.name]) for v in needs if v.kind in _HEADER_KINDS]
-    if header:
-        result.append({"type": "header", "parameters": header})
-    body = [_parameter(v, values[v.name]) for v in needs if v.kind is VariableKind.BODY]
-    if body:
-        result.append({"type": "body", "parameters": body})
-    for variable in needs:
-        if variable.button_index is None or variable.name not in values:
-            continue  # a quick reply without its own payload sends none (its text is used)
-        result.append(
-            {
-                "type": "button",
-                "sub_type": _BUTTON_SUB_TYPES[variable.kind],
-                "index": str(variable.button_index),
-                "parameters": [_parameter(variable, values[variable.name])],
-            }
-        )
-    return result
+    return PreparedTemplate.of(template).components(values)
+
+
+@dataclass(frozen=True)
+class PreparedTemplate:
+    """A template with its variables read once: the send path builds thousands of messages of
+    one template, and reading its components for each cost more than building the message."""
+
+    template: Template
+    needs: tuple[TemplateVariable, ...]  # in send order, a repeated one repeated
+    checked: tuple[TemplateVariable, ...]  # each variable once, for the checks
+
+    @classmethod
+    def of(cls, template: Template) -> "PreparedTemplate":
+        return cls(template, tuple(template.needs(unique=False)), tuple(template.needs()))
+
+    def components(self, values: Mapping[str, str]) -> list[dict[str, Any]]:
+        """`template_components` of this template."""
+        template, needs = self.template, self.needs
+        problems = check_values(self.checked, values)
+        if problems:
+            detail = "; ".join(f"{p.variable}: {p.detail}" for p in problems)
+            raise ValueError(f"template {template.name} cannot be sent with these values: {detail}")
+        result: list[dict[str, Any]] = []
+        header = [_parameter(v, values[v.name]) for v in needs if v.kind in _HEADER_KINDS]
+        if header:
+            result.append({"type": "header", "parameters": header})
+        body = [_parameter(v, values[v.name]) for v in needs if v.kind is VariableKind.BODY]
+        if body:
+            result.append({"type": "body", "parameters": body})
+        for variable in needs:
+            if variable.button_index is None or variable.name not in values:
+                continue  # a quick reply without its own payload sends none (its text is used)
+            result.append(
+                {
+                    "type": "button",
+                    "sub_type": _BUTTON_SUB_TYPES[variable.kind],
+                    "index": str(variable.button_index),
+                    "parameters": [_parameter(variable, values[variable.name])],
+                }
+            )
+        return result
 
 
 _HEADER_KINDS = (VariableKind.HEADER_TEXT, VariableKind.HEADER_MEDIA)
