@@ -10,12 +10,15 @@ to measure that code instead.
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from temporal_bench import serve_until_signalled
 
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog
@@ -72,20 +75,7 @@ def main() -> None:
     parser.add_argument("--sends-out", required=True, help="JSON file written at the end")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(args, stop)
-
-    asyncio.run(run())
-    # Skip interpreter finalization: the SDK's Rust threads may still call into Python
-    # (see whatsapp_campaigns.workers.main.exit_after_shutdown).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    serve_until_signalled(functools.partial(serve, args))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ a process of its own so that its CPU time and memory can be read from /proc.
         stop_workers(workers)
 """
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,24 @@ def start_workers(
             stop_workers(processes)
             raise RuntimeError(f"a worker did not start (see {log_dir}/worker-*.log): {line!r}")
     return processes
+
+
+def serve_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """The main of a bench worker process: run `serve(stop)` until SIGINT or SIGTERM sets
+    `stop`, then exit without interpreter finalization: the SDK's Rust threads may still call
+    into Python (see whatsapp_campaigns.workers.main.exit_after_shutdown)."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(stop)
+
+    asyncio.run(run())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:

@@ -11,9 +11,8 @@
 
 import argparse
 import asyncio
+import functools
 import logging
-import os
-import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fanout
+from temporal_bench import serve_until_signalled
 
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
@@ -138,21 +138,8 @@ def main() -> None:
     parser.add_argument("--shape", choices=["activity", "local_activity"], default="activity")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        serve = serve_campaigns if args.mode == "campaign" else serve_fanout
-        await serve(args, stop)
-
-    asyncio.run(run())
-    # Skip interpreter finalization: the SDK's Rust threads may still call into Python
-    # (see whatsapp_campaigns.workers.main.exit_after_shutdown).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    serve = serve_campaigns if args.mode == "campaign" else serve_fanout
+    serve_until_signalled(functools.partial(serve, args))
 
 
 if __name__ == "__main__":
