@@ -18,16 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from temporal_bench import serve_until_signalled
+from temporal_bench import add_store_numbers, run_project_workers, serve_until_signalled
 
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.temporal_client import connect
-from whatsapp_campaigns.whatsapp.connections import AccountProviders
-from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxSender
+from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.provider import SandboxProvider
-from whatsapp_campaigns.workers.main import build_workers
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -38,26 +35,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         CAMPAIGNS_SERVER_RATE_FACTOR=args.factor,
     )
     db = Database(settings.database_url)
-    client = await connect(settings)
     senders = catalog.list_senders(db)
     emulator = SandboxEmulator(strict_throughput=True, senders=[])
-    for sender in senders:
-        emulator.add_sender(
-            SandboxSender(
-                phone_number_id=sender.phone_number_id,
-                display_number=sender.display_number,
-                rate_per_second=sender.rate_per_second,
-                tier=sender.tier,
-            )
-        )
-    providers = AccountProviders(settings, db, shared=SandboxProvider(emulator))
-    workers = build_workers(client, settings, db, providers, senders=senders)
-    running = asyncio.create_task(workers.run())
-    print("ready", flush=True)
-    await stop.wait()
-    await workers.shutdown()
-    await running
-    await providers.aclose()
+    add_store_numbers(emulator, senders)
+    await run_project_workers(settings, db, SandboxProvider(emulator), stop, senders=senders)
     db.dispose()
     report = {
         "accepted": [(s.to, s.at.timestamp()) for s in list(emulator.accepted_sends)],

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whatsapp_campaigns.devstack import temporal_binary
+from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.processes import free_port, temporal_dev_server_command
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.temporal_client import connect
+from whatsapp_campaigns.whatsapp.connections import AccountProviders
+from whatsapp_campaigns.whatsapp.provider import Provider
+from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator, SandboxSender
+from whatsapp_campaigns.workers.main import build_workers
 
 BENCH_DIR = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,6 +118,40 @@ def serve_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> 
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def add_store_numbers(emulator: SandboxEmulator, senders: Sequence[Sender]) -> None:
+    """Let the WhatsApp sandbox know the store's numbers and their rates."""
+    for sender in senders:
+        emulator.add_sender(
+            SandboxSender(
+                phone_number_id=sender.phone_number_id,
+                display_number=sender.display_number,
+                rate_per_second=sender.rate_per_second,
+                tier=sender.tier,
+            )
+        )
+
+
+async def run_project_workers(
+    settings: Settings,
+    db: Database,
+    provider: Provider,
+    stop: asyncio.Event,
+    *,
+    senders: Sequence[Sender],
+) -> None:
+    """The project's workers (`build_workers`) sending through `provider`, from "ready" (printed
+    once polling) until `stop`; then a graceful shutdown."""
+    client = await connect(settings)
+    providers = AccountProviders(settings, db, shared=provider)
+    workers = build_workers(client, settings, db, providers, senders=list(senders))
+    running = asyncio.create_task(workers.run())
+    print("ready", flush=True)
+    await stop.wait()
+    await workers.shutdown()
+    await running
+    await providers.aclose()
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:

@@ -23,17 +23,14 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fanout
-from temporal_bench import serve_until_signalled
+from temporal_bench import add_store_numbers, run_project_workers, serve_until_signalled
 
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.temporal_client import connect
-from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, TemplateSend
-from whatsapp_campaigns.workers.main import build_workers
 from whatsapp_campaigns.workers.send_workers import MAX_CONCURRENT_SENDS
 from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
@@ -77,29 +74,11 @@ async def serve_campaigns(args: argparse.Namespace, stop: asyncio.Event) -> None
         CAMPAIGNS_SEND_MODE=args.shape,
     )
     db = Database(settings.database_url)
-    client = await connect(settings)
+    senders = catalog.list_senders(db)
     provider = _provider(args.provider, args.latency)
     if args.provider == "sandbox":  # the emulator must know the numbers and their rates
-        from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxSender
-
-        emulator = provider.emulator  # type: ignore[attr-defined]
-        for sender in catalog.list_senders(db):
-            emulator.add_sender(
-                SandboxSender(
-                    phone_number_id=sender.phone_number_id,
-                    display_number=sender.display_number,
-                    rate_per_second=sender.rate_per_second,
-                    tier=sender.tier,
-                )
-            )
-    providers = AccountProviders(settings, db, shared=provider)
-    workers = build_workers(client, settings, db, providers, senders=catalog.list_senders(db))
-    running = asyncio.create_task(workers.run())
-    print("ready", flush=True)
-    await stop.wait()
-    await workers.shutdown()
-    await running
-    await providers.aclose()
+        add_store_numbers(provider.emulator, senders)  # type: ignore[attr-defined]
+    await run_project_workers(settings, db, provider, stop, senders=senders)
     db.dispose()
 
 
