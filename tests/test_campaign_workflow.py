@@ -413,11 +413,14 @@ def _most_sends_in_flight(history: WorkflowHistory) -> int:
     sends: set[int] = set()
     in_flight = most = 0
     for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            if event.activity_task_scheduled_event_attributes.activity_type.name == "send_message":
-                sends.add(event.event_id)
-                in_flight += 1
-                most = max(most, in_flight)
+        scheduled = event.activity_task_scheduled_event_attributes
+        if (
+            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and scheduled.activity_type.name == "send_message"
+        ):
+            sends.add(event.event_id)
+            in_flight += 1
+            most = max(most, in_flight)
         for closed in (
             event.activity_task_completed_event_attributes,
             event.activity_task_failed_event_attributes,
