@@ -187,8 +187,9 @@ def running_with_template(
 
 
 def sending_on_same_sender(db: Database, campaign_id: str) -> int:
-    """Campaigns `sending` on the sender number of `campaign_id`, itself included (at least 1):
-    the campaigns that share the number's in-flight window (workflows/dispatch.py)."""
+    """Campaigns `queued` or `sending` on the sender number of `campaign_id`, itself included
+    (at least 1): the campaigns that share the number's in-flight window (workflows/dispatch.py).
+    `queued` ones are in preflight and about to send: counted now, not 5 s later."""
     sender = (
         select(CampaignRow.sender_phone_number_id)
         .where(CampaignRow.id == campaign_id)
@@ -196,7 +197,7 @@ def sending_on_same_sender(db: Database, campaign_id: str) -> int:
     )
     statement = select(func.count()).where(
         CampaignRow.sender_phone_number_id == sender,
-        CampaignRow.status == CampaignStatus.SENDING.value,
+        CampaignRow.status.in_([CampaignStatus.QUEUED.value, CampaignStatus.SENDING.value]),
     )
     with db.session() as session:
         return max(1, session.scalar(statement) or 0)
