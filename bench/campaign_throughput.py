@@ -488,7 +488,7 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
 
 
 async def main_async(
-    opts: Options, repeat: int, skip_bare: bool, compare_with: Path | None
+    opts: Options, repeat: int, skip_bare: bool, compare_with: Sequence[Path]
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
@@ -499,8 +499,8 @@ async def main_async(
             if not skip_bare:
                 kinds.append(("bare fan-out", run_bare, ()))
             kinds.append(("campaign", run_campaigns, ()))
-            if compare_with is not None:
-                kinds.append((f"campaign ({compare_with.name})", run_campaigns, (compare_with,)))
+            for code in compare_with:
+                kinds.append((f"campaign ({code.name})", run_campaigns, (code,)))
             if round_ % 2 == 0:  # alternate which goes first: neither always gets a fresh server
                 kinds.reverse()
             for kind, run, extra in kinds:
@@ -537,9 +537,10 @@ def main() -> None:
     parser.add_argument(
         "--compare-with",
         type=Path,
-        default=None,
+        action="append",
+        default=[],
         help="a folder holding another whatsapp_campaigns (e.g. `git archive` of an older "
-        "commit): its campaign runs in every round too, on the same server",
+        "commit): its campaign runs in every round too, on the same server (repeatable)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
