@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import (
+    EventType,
+    TaskQueueType,
+    TimeoutType,
+    WorkflowTaskFailedCause,
+)
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -114,6 +121,7 @@ class RunResult:
     events_by_type: dict[str, float]
     shares: list[float] = field(default_factory=list)
     pause_to_quiet: float | None = None
+    backlog_samples: list[int] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -135,6 +143,10 @@ class RunResult:
             "events_per_message_by_type": self.events_by_type,
             "shares_at_first_finish": [round(s, 3) for s in self.shares],
             "pause_to_quiet_seconds": self.pause_to_quiet,
+            "send_backlog_max": max(self.backlog_samples, default=None),
+            "send_backlog_median": (
+                statistics.median(self.backlog_samples) if self.backlog_samples else None
+            ),
         }
 
 
@@ -170,6 +182,25 @@ async def history_figures(
                     key = f"failed: {cause.removeprefix('WORKFLOW_TASK_FAILED_CAUSE_')}"
                     trouble[key] = trouble.get(key, 0) + 1
     return events, runs, trouble, dict(by_type.most_common())
+
+
+async def sample_backlog(client: Client, queues: Sequence[str], samples: list[int]) -> None:
+    """Every 2 s until cancelled: the sends scheduled on the sender queues that no worker has
+    taken yet (the server's approximate backlog, which the dev server keeps in its SQLite)."""
+    while True:
+        total = 0
+        for queue in queues:
+            response = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                    report_stats=True,
+                )
+            )
+            total += response.stats.approximate_backlog_count
+        samples.append(total)
+        await asyncio.sleep(2.0)
 
 
 async def watch(
@@ -352,6 +383,9 @@ async def run_campaigns(
         )
         pids = [w.pid for w in workers]
         pause_to_quiet: float | None = None
+        backlog: list[int] = []
+        queues = [send_task_queue(settings.task_queue, n) for n in opts.sender_numbers]
+        sampler = asyncio.create_task(sample_backlog(client, queues, backlog))
         try:
             meter = CpuMeter({"workers": pids, "server": [server.pid]})
             handles = [
@@ -385,13 +419,16 @@ async def run_campaigns(
             cpu = meter.seconds()
             final = await asyncio.to_thread(_sent_counts, db, campaign_ids)
         finally:
+            sampler.cancel()
             stop_workers(workers)
             db.dispose()
         assert sum(final) == opts.recipients, f"sent {sum(final)} of {opts.recipients}"
     kind = "campaign" if code is None else f"campaign ({code.name})"
-    return await run_result(
+    result = await run_result(
         kind, client, handles, log_dir, opts, elapsed, cpu, rss, shares, pause_to_quiet
     )
+    result.backlog_samples = backlog
+    return result
 
 
 def _sent_counts(db: Database, campaign_ids: Sequence[str]) -> list[int]:
@@ -451,7 +488,7 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
 
 
 async def main_async(
-    opts: Options, repeat: int, skip_bare: bool, compare_with: Path | None
+    opts: Options, repeat: int, skip_bare: bool, compare_with: Sequence[Path]
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
@@ -462,8 +499,8 @@ async def main_async(
             if not skip_bare:
                 kinds.append(("bare fan-out", run_bare, ()))
             kinds.append(("campaign", run_campaigns, ()))
-            if compare_with is not None:
-                kinds.append((f"campaign ({compare_with.name})", run_campaigns, (compare_with,)))
+            for code in compare_with:
+                kinds.append((f"campaign ({code.name})", run_campaigns, (code,)))
             if round_ % 2 == 0:  # alternate which goes first: neither always gets a fresh server
                 kinds.reverse()
             for kind, run, extra in kinds:
@@ -500,9 +537,10 @@ def main() -> None:
     parser.add_argument(
         "--compare-with",
         type=Path,
-        default=None,
+        action="append",
+        default=[],
         help="a folder holding another whatsapp_campaigns (e.g. `git archive` of an older "
-        "commit): its campaign runs in every round too, on the same server",
+        "commit): its campaign runs in every round too, on the same server (repeatable)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()

@@ -8,16 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import ORDINARY, Engine, ordinary_numbers, running_engine
+from tests.store_helpers import seed_campaign
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy, SuccessCriterion
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import status_updates
-from whatsapp_campaigns.store.fixtures import SANDBOX_SENDER
+from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER
 from whatsapp_campaigns.store.status_updates import StatusUpdate
 from whatsapp_campaigns.temporal_client import register_search_attributes
 
@@ -404,6 +406,51 @@ async def test_continue_as_new_keeps_counts_and_sends_each_message_once(engine: 
     assert len(history.events) < 5000
     sent = [s.biz_opaque_callback_data for s in engine.emulator.accepted_sends]
     assert len(sent) == len(set(sent)) == 1300
+
+
+def _most_sends_in_flight(history: WorkflowHistory) -> int:
+    """The most send activities scheduled and not yet closed at any point of a history."""
+    sends: set[int] = set()
+    in_flight = most = 0
+    for event in history.events:
+        scheduled = event.activity_task_scheduled_event_attributes
+        if (
+            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and scheduled.activity_type.name == "send_message"
+        ):
+            sends.add(event.event_id)
+            in_flight += 1
+            most = max(most, in_flight)
+        for closed in (
+            event.activity_task_completed_event_attributes,
+            event.activity_task_failed_event_attributes,
+            event.activity_task_timed_out_event_attributes,
+            event.activity_task_canceled_event_attributes,
+        ):
+            if closed.scheduled_event_id in sends:
+                sends.discard(closed.scheduled_event_id)
+                in_flight -= 1
+    return most
+
+
+async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) -> None:
+    # The number sends 1,000 msg/s: alone, a campaign keeps 500 sends in flight; with 24 other
+    # campaigns sending on it, a 25th of that.
+    for _ in range(24):
+        seed_campaign(
+            engine.db,
+            SANDBOX_ACCOUNT_ID,
+            status=CampaignStatus.SENDING,
+            sender=SANDBOX_SENDER.phone_number_id,
+        )
+    campaign_id = await engine.campaign(ordinary_numbers(60))
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+    await engine.record_history(handle, "shared_window")
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert _most_sends_in_flight(await handle.fetch_history()) == 20
 
 
 async def test_a_pause_received_around_continue_as_new_holds_in_the_next_run(

@@ -469,3 +469,24 @@ def test_delete_is_refused_outside_draft(account: Database) -> None:
     ):
         campaigns.delete_draft(account, campaign_id)
     assert campaigns.get_campaign(account, campaign_id).status is S.SCHEDULED
+
+
+# --- sharing a sender number ----------------------------------------------------------------
+
+
+def test_campaigns_sending_or_about_to_on_the_same_number_are_counted_with_the_campaign(
+    account: Database,
+) -> None:
+    seed_account(account, "beta")
+    ours = seed_campaign(account, status=S.SENDING)
+    seed_campaign(account, status=S.SENDING)
+    seed_campaign(account, status=S.QUEUED)
+    seed_campaign(account, status=S.PAUSED)
+    seed_campaign(account, status=S.SCHEDULED)
+    seed_campaign(account, "beta", status=S.SENDING)
+    assert campaigns.sending_on_same_sender(account, ours) == 3
+
+
+def test_a_campaign_that_no_longer_sends_counts_as_one_on_its_number(account: Database) -> None:
+    paused = seed_campaign(account, status=S.PAUSED)
+    assert campaigns.sending_on_same_sender(account, paused) == 1

@@ -121,6 +121,7 @@ class CampaignActivities:
         return CountsSnapshot(
             counts=messages.count_by_status(self._db, campaign_id),
             errors=messages.error_summary(self._db, campaign_id),
+            campaigns_on_sender=campaigns.sending_on_same_sender(self._db, campaign_id),
         )
 
     @activity.defn(name="finish_pending")

@@ -186,6 +186,23 @@ def running_with_template(
         )
 
 
+def sending_on_same_sender(db: Database, campaign_id: str) -> int:
+    """Campaigns `queued` or `sending` on the sender number of `campaign_id`, itself included
+    (at least 1): the campaigns that share the number's in-flight window (workflows/dispatch.py).
+    `queued` ones are in preflight and about to send: counted now, not 5 s later."""
+    sender = (
+        select(CampaignRow.sender_phone_number_id)
+        .where(CampaignRow.id == campaign_id)
+        .scalar_subquery()
+    )
+    statement = select(func.count()).where(
+        CampaignRow.sender_phone_number_id == sender,
+        CampaignRow.status.in_([CampaignStatus.QUEUED.value, CampaignStatus.SENDING.value]),
+    )
+    with db.session() as session:
+        return max(1, session.scalar(statement) or 0)
+
+
 def set_schedule(db: Database, campaign_id: str, send_at: datetime, timezone: str) -> Campaign:
     """Set the send time (stored UTC) and the timezone it is shown in, on a draft or a
     scheduled campaign (a reschedule)."""

@@ -44,7 +44,10 @@ from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS, CampaignLife
 MESSAGES_PER_RUN = 1000
 HISTORY_EVENTS_LIMIT = 6000
 PAGE_SIZE = 1000
+# Sends in flight on one number: two seconds of its rate, at most what its send worker runs at
+# once (workers/send_workers.py MAX_CONCURRENT_SENDS), shared by the campaigns sending on it.
 MAX_WINDOW = 500
+MIN_WINDOW = 10
 # How often counts (which include webhook statuses) are re-read from the store: every 5 s
 # while sending; while paused or throttled every 5 s as long as they change (the statuses of
 # the last sends arrive), then twice as long after each unchanged read, up to 10 minutes.
@@ -53,6 +56,8 @@ REFRESH_WHILE_WAITING = timedelta(minutes=10)
 SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
 # Histories from before the back-off replay with the flat 10 minutes while waiting.
 REFRESH_BACKOFF_PATCH = "refresh-while-waiting-backs-off"
+# Histories from before it replay with a whole window per campaign.
+SHARED_WINDOW_PATCH = "send-window-shared-on-sender"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -64,6 +69,7 @@ class CampaignDispatch(CampaignLifecycle):
         self._deferred: deque[int] = deque(self._s.deferred)
         self._buffer: deque[int] = deque()
         self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
+        self._window_shared_by = 1
 
     async def _send_all(self) -> None:
         s = self._s
@@ -130,13 +136,12 @@ class CampaignDispatch(CampaignLifecycle):
         return None
 
     def _window(self) -> int:
-        """Sends in flight at once: about two seconds of the sender's rate, capped; a quarter
-        of it for a while after WhatsApp said the sender's throughput was exceeded."""
-        window = min(MAX_WINDOW, max(10, 2 * self._s.sender_rate_per_second))
         slow_until = self._s.slow_until
-        if slow_until is not None and slow_until > workflow.now():
-            window = max(1, window // 4)
-        return window
+        return send_window(
+            self._s.sender_rate_per_second,
+            campaigns_on_sender=self._window_shared_by,
+            slowed_down=slow_until is not None and slow_until > workflow.now(),
+        )
 
     async def _wait(self, ready: Any, until: datetime | None = None) -> None:
         """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`."""
@@ -292,6 +297,10 @@ class CampaignDispatch(CampaignLifecycle):
             return False
         before = dict(self._s.counts)
         await self._refresh_counts()
+        # Decided here, in the dispatch, not in _window (called from wait conditions, where a
+        # first `patched` would add a command).
+        shared = self._campaigns_on_sender > 1 and workflow.patched(SHARED_WINDOW_PATCH)
+        self._window_shared_by = self._campaigns_on_sender if shared else 1
         if self._s.counts != before:
             self._quiet_interval = REFRESH_WHILE_SENDING
         else:
@@ -344,6 +353,19 @@ class CampaignDispatch(CampaignLifecycle):
         ):
             s.slow_until = until
             self._set_details()
+
+
+def send_window(rate_per_second: int, *, campaigns_on_sender: int, slowed_down: bool) -> int:
+    """Sends one campaign keeps in flight: two seconds of its number's rate (at most
+    MAX_WINDOW), divided among the campaigns sending on the number, so that together they keep
+    what the number's send worker runs at once rather than each of them as much (16 campaigns
+    on 4 numbers kept 8,000 sends scheduled for 2,000 worker slots: bench/RESULTS.md). A
+    quarter of it for a while after WhatsApp said the number's throughput was exceeded."""
+    whole = min(MAX_WINDOW, max(MIN_WINDOW, 2 * rate_per_second))
+    window = max(MIN_WINDOW, whole // max(1, campaigns_on_sender))
+    if slowed_down:
+        window = max(1, window // 4)
+    return window
 
 
 def _is_cancellation(error: BaseException) -> bool:

@@ -53,6 +53,7 @@ class CampaignLifecycle:
         self._lock = asyncio.Lock()  # one status change (and its store write) at a time
         self._schedule_changed = False
         self._last_refresh: datetime | None = None
+        self._campaigns_on_sender = 1  # as of the last count refresh
         self._loaded = input.carried is not None
         state = input.carried
         if state is None:
@@ -229,6 +230,7 @@ class CampaignLifecycle:
         )
         self._s.counts = dict(snapshot.counts)
         self._s.errors = list(snapshot.errors)
+        self._campaigns_on_sender = snapshot.campaigns_on_sender
         self._set_details()
 
     # ---------------------------------------------------------------- status and timeline
