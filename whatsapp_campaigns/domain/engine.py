@@ -97,8 +97,8 @@ class RescheduleChange(BaseModel):
 class CountsSnapshot(BaseModel):
     counts: dict[MessageStatus, int] = Field(default_factory=dict)
     errors: list[ErrorCount] = Field(default_factory=list)
-    # Campaigns `sending` on this campaign's number, itself included: they share its window.
-    # Results recorded before the field existed read as 1.
+    # Campaigns `queued` or `sending` on this campaign's number, itself included: they share
+    # its window. Results recorded before the field existed read as 1.
     campaigns_on_sender: int = 1
 
 
