@@ -96,8 +96,7 @@ def pass_slot(connection: Connection) -> Slot:
         now = float(connection.execute(_POSTGRES_NOW).scalar_one())
     else:
         now = time.time()
-    second = math.floor(now + AHEAD_SECONDS)
-    return Slot(won=False, second=second, left=second + 1 - now)
+    return _slot(now, won=False)
 
 
 def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
@@ -116,16 +115,23 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
         now = time.time()
         used = connection.execute(
             _SQLITE_TAKE,
-            {
-                "number": phone_number_id,
-                "second": math.floor(now + AHEAD_SECONDS),
-                "rate": per_second,
-            },
+            {"number": phone_number_id, "second": _second(now), "rate": per_second},
         ).scalar_one_or_none()
-    second = math.floor(now + AHEAD_SECONDS)
+    slot = _slot(now, won=used is not None)
     if used == 1:  # the first send of a new second: drop the number's old seconds
-        connection.execute(_PRUNE, {"number": phone_number_id, "before": second - KEEP_SECONDS})
-    return Slot(won=used is not None, second=second, left=second + 1 - now)
+        before = slot.second - KEEP_SECONDS
+        connection.execute(_PRUNE, {"number": phone_number_id, "before": before})
+    return slot
+
+
+def _second(now: float) -> int:
+    """The second a slot asked for at `now` (the store's clock) counts in."""
+    return math.floor(now + AHEAD_SECONDS)
+
+
+def _slot(now: float, *, won: bool) -> Slot:
+    second = _second(now)
+    return Slot(won=won, second=second, left=second + 1 - now)
 
 
 class PriorityWaits:
