@@ -14,11 +14,13 @@ from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.engine_harness import Engine, running_engine
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
+from whatsapp_campaigns.temporal_client import register_search_attributes
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 POSTGRES_URL = os.environ.get("CAMPAIGNS_TEST_POSTGRES_URL")
@@ -93,6 +95,33 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: a workflow a failed test leaves behind (with activities
+    outstanding) would otherwise stop the clock of every test after it."""
+    test_server = shutil.which("temporal-test-server") or str(
+        Path(__file__).parents[1] / ".venv" / "bin" / "temporal-test-server"
+    )
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=test_server
+    )
+    await register_search_attributes(environment.client, "default")
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+async def engine(
+    env: WorkflowEnvironment, _sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[Engine]:
+    """A campaign engine on the time-skipping server and a SQLite store of its own (modules
+    of end-to-end tests define their own `engine` on the dev server)."""
+    path = tmp_path / "campaigns.db"
+    shutil.copy(_sqlite_template, path)
+    async with running_engine(env.client, f"sqlite:///{path}") as running:
+        yield running
 
 
 WEBHOOK_INGEST_TASKS = frozenset({"webhook inbox writer", "webhook applier"})

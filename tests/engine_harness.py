@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,3 +183,16 @@ async def wait_for_sends(engine: Engine, count: int, timeout: float = 30.0) -> N
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} sends in {timeout} s")
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll a zero-argument predicate (sync) until it holds, in real time."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def timeline_actions(progress: Progress) -> list[str]:
+    return [entry.action for entry in progress.timeline]

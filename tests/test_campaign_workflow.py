@@ -2,18 +2,20 @@
 3-day deadline pass in moments. Each test runs its own worker and store."""
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.engine_harness import ORDINARY, Engine, ordinary_numbers, running_engine
+from tests.engine_harness import (
+    ORDINARY,
+    Engine,
+    ordinary_numbers,
+    timeline_actions,
+    wait_until,
+)
 from tests.store_helpers import seed_campaign
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy, SuccessCriterion
@@ -21,7 +23,6 @@ from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import status_updates
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID, SANDBOX_SENDER
 from whatsapp_campaigns.store.status_updates import StatusUpdate
-from whatsapp_campaigns.temporal_client import register_search_attributes
 
 INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
     "+12025550101",
@@ -30,45 +31,6 @@ INVALID, BLOCKED, LIMITED, FLAKY, BROKEN = (
     "+12025550104",
     "+12025550105",
 )
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server per test: a workflow a failed test leaves behind (with activities
-    outstanding) would otherwise stop the clock of every test after it."""
-    test_server = shutil.which("temporal-test-server") or str(
-        Path(__file__).parents[1] / ".venv" / "bin" / "temporal-test-server"
-    )
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server
-    )
-    await register_search_attributes(environment.client, "default")
-    yield environment
-    await environment.shutdown()
-
-
-@pytest.fixture
-async def engine(
-    env: WorkflowEnvironment, _sqlite_template: Path, tmp_path: Path
-) -> AsyncIterator[Engine]:
-    path = tmp_path / "campaigns.db"
-    shutil.copy(_sqlite_template, path)
-    async with running_engine(env.client, f"sqlite:///{path}") as running:
-        yield running
-
-
-async def wait_until(predicate: "object", timeout: float = 20.0) -> None:
-    """Poll a zero-argument predicate (sync) until it holds, in real time."""
-    assert callable(predicate)
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def timeline_actions(progress: Progress) -> list[str]:
-    return [entry.action for entry in progress.timeline]
 
 
 async def test_scheduled_campaign_waits_for_its_send_time_then_sends(

@@ -113,7 +113,12 @@ class CampaignActivities:
     @activity.defn(name="page_queued_messages")
     def page_queued_messages(self, page: MessagePage) -> list[int]:
         return messages.page_message_ids(
-            self._db, page.campaign_id, after_id=page.after_id, limit=page.limit
+            self._db,
+            page.campaign_id,
+            after_id=page.after_id,
+            limit=page.limit,
+            partition=page.partition,
+            partitions=page.partitions,
         )
 
     @activity.defn(name="count_messages")

@@ -49,6 +49,11 @@ class CarriedState(BaseModel):
     failed: int
     guard_settled_base: int
     guard_failed_base: int
+    # Partitioned sending (policy.send_partitions > 1): the partitions' child workflows were
+    # started, and which of them reported that they finished.
+    partitions_started: bool = False
+    partitions_finished: list[int] = Field(default_factory=list)
+    steer_generation: int = 0  # how many times the partitions were told a new state
 
 
 class CampaignInput(BaseModel):
@@ -113,6 +118,9 @@ class MessagePage(BaseModel):
     campaign_id: str
     after_id: int
     limit: int
+    # Only the ids with id % partitions == partition (a partition's child workflow pages so).
+    partition: int = 0
+    partitions: int = 1
 
 
 class SendMessageInput(BaseModel):
@@ -135,3 +143,36 @@ class SenderLimited(BaseModel):
     code: int | None = None
     title: str = ""
     actor: ActorKind = ActorKind.SYSTEM
+
+
+class PartitionSteer(BaseModel):
+    """Signal `steer` from a partitioned campaign to its partitions: the campaign's state they
+    send under. `generation` grows with each change, so a late report is recognised."""
+
+    generation: int
+    status: CampaignStatus
+    throttled_until: datetime | None = None
+    slow_until: datetime | None = None
+    campaigns_on_sender: int = 1
+
+
+class PartitionReport(BaseModel):
+    """Signal `partition_report` from a partition to its campaign: it finished, or it stopped
+    sending (auto-pause guard, WhatsApp refused the sender) and the campaign should pause."""
+
+    partition: int
+    generation: int  # the last steer it had
+    finished: bool = False
+    pause_action: str | None = None  # "auto_pause" or "pause"
+    pause_reason: str | None = None
+
+
+class PartitionInput(BaseModel):
+    """A partition of a campaign's sending: messages with id % partitions == partition."""
+
+    campaign_id: str
+    campaign_workflow_id: str
+    partition: int
+    partitions: int
+    state: CarriedState
+    steer: PartitionSteer

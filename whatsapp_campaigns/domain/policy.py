@@ -63,6 +63,10 @@ class CampaignPolicy(BaseModel):
     # SPEC §11: this campaign's share of its number against the other campaigns sending on
     # it at the same priority (Temporal fairness weight; equal shares by default).
     weight: float = Field(default=1.0, gt=0, le=1000)
+    # How many child workflows send the campaign's messages, each a K-th of them (docs/
+    # scaling.md: one workflow carries a standard number; a 1,000 msg/s number on a real
+    # cluster needs about one per 150 msg/s). 1: the campaign workflow sends them itself.
+    send_partitions: int = Field(default=1, ge=1, le=32)
     # Rule 10: inbound replies that opt a number out.
     stop_keywords: tuple[str, ...] = DEFAULT_STOP_KEYWORDS
 

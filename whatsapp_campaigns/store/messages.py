@@ -193,21 +193,22 @@ def page_message_ids(
     after_id: int = 0,
     limit: int = 1000,
     status: MessageStatus = MessageStatus.QUEUED,
+    partition: int = 0,
+    partitions: int = 1,
 ) -> list[int]:
-    """The next `limit` message ids in `status` after `after_id` (keyset paging, by id)."""
+    """The next `limit` message ids in `status` after `after_id` (keyset paging, by id); of a
+    campaign sent in `partitions` parts, only those of `partition` (id % partitions)."""
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} is not one of 0..{partitions - 1}")
+    query = select(MessageRow.id).where(
+        MessageRow.campaign_id == campaign_id,
+        MessageRow.status == status.value,
+        MessageRow.id > after_id,
+    )
+    if partitions > 1:
+        query = query.where(MessageRow.id % partitions == partition)
     with db.session() as session:
-        return list(
-            session.scalars(
-                select(MessageRow.id)
-                .where(
-                    MessageRow.campaign_id == campaign_id,
-                    MessageRow.status == status.value,
-                    MessageRow.id > after_id,
-                )
-                .order_by(MessageRow.id)
-                .limit(limit)
-            )
-        )
+        return list(session.scalars(query.order_by(MessageRow.id).limit(limit)))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
 from whatsapp_campaigns.workers.queue_rates import QueueRates
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
+from whatsapp_campaigns.workflows.send_partition import SendPartitionWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def build_workers(
     campaigns = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CampaignWorkflow],
+        workflows=[CampaignWorkflow, SendPartitionWorkflow],
         activities=[
             lifecycle.load_campaign,
             lifecycle.preflight,

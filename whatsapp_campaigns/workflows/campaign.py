@@ -18,16 +18,18 @@ with workflow.unsafe.imports_passed_through():
     from whatsapp_campaigns.domain.statuses import CampaignStatus
 
 from whatsapp_campaigns.workflows.commands import OperatorCommands
-from whatsapp_campaigns.workflows.dispatch import CampaignDispatch
+from whatsapp_campaigns.workflows.partitioned import PartitionedSending
 
 # Statuses in which a run that did not continue from another starts with the preflight.
 _PREFLIGHT_STATUSES = (CampaignStatus.QUEUED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
 
 @workflow.defn(name="CampaignWorkflow")
-class CampaignWorkflow(OperatorCommands, CampaignDispatch):
+class CampaignWorkflow(OperatorCommands, PartitionedSending):
     """State and lifecycle: workflows/lifecycle.py; the dispatch loop and the `sender_limited`
-    signal: workflows/dispatch.py; operator signals and updates: workflows/commands.py."""
+    signal: workflows/dispatch.py; sending through child workflows (policy `send_partitions`)
+    and the `partition_report` signal: workflows/partitioned.py; operator signals and updates:
+    workflows/commands.py."""
 
     @workflow.init
     def __init__(self, input: CampaignInput) -> None:

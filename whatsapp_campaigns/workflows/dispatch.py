@@ -70,6 +70,10 @@ class CampaignDispatch(CampaignLifecycle):
         self._buffer: deque[int] = deque()
         self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
         self._window_shared_by = 1
+        # This workflow sends the messages with id % partitions == partition: all of them,
+        # unless it is one partition of a campaign (workflows/send_partition.py).
+        self._partition = 0
+        self._partitions = 1
 
     async def _send_all(self) -> None:
         s = self._s
@@ -139,7 +143,8 @@ class CampaignDispatch(CampaignLifecycle):
         slow_until = self._s.slow_until
         return send_window(
             self._s.sender_rate_per_second,
-            campaigns_on_sender=self._window_shared_by,
+            # A partition holds a K-th of its campaign's share of the number.
+            campaigns_on_sender=self._window_shared_by * self._partitions,
             slowed_down=slow_until is not None and slow_until > workflow.now(),
         )
 
@@ -169,7 +174,11 @@ class CampaignDispatch(CampaignLifecycle):
             ids: list[int] = await workflow.execute_activity_method(
                 CampaignActivities.page_queued_messages,
                 MessagePage(
-                    campaign_id=self._campaign_id, after_id=self._s.cursor, limit=PAGE_SIZE
+                    campaign_id=self._campaign_id,
+                    after_id=self._s.cursor,
+                    limit=PAGE_SIZE,
+                    partition=self._partition,
+                    partitions=self._partitions,
                 ),
                 **CONTROL_OPTIONS,
             )
@@ -284,11 +293,14 @@ class CampaignDispatch(CampaignLifecycle):
     def _refresh_interval(self) -> timedelta:
         """Often while messages go out; while paused or throttled (which may last days) often
         only while the counts still change, so that waiting does not fill the history."""
-        if self._dispatch_blocked_until() is None and self._pending:
+        if self._dispatch_blocked_until() is None and self._sending_now():
             return REFRESH_WHILE_SENDING
         if not workflow.patched(REFRESH_BACKOFF_PATCH):
             return REFRESH_WHILE_WAITING
         return self._quiet_interval
+
+    def _sending_now(self) -> bool:
+        return bool(self._pending)
 
     async def _refresh_due(self) -> bool:
         """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
@@ -327,6 +339,9 @@ class CampaignDispatch(CampaignLifecycle):
     async def sender_limited(self, notice: SenderLimited) -> None:
         """Internal: a send activity met a WhatsApp limit on this campaign's sender."""
         await workflow.wait_condition(lambda: self._loaded)
+        await self._apply_sender_limit(notice)
+
+    async def _apply_sender_limit(self, notice: SenderLimited) -> None:
         s = self._s
         until = workflow.now() + notice.retry_after
         if notice.error_class is ErrorClass.MESSAGING_LIMITED:
