@@ -76,6 +76,7 @@ from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_TEMPLATES,
     ordinary_numbers,
 )
+from whatsapp_campaigns.workflows.send_partition import partition_workflow_id
 from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
 SENDER_RATE = 1000  # per number: high enough that the pipeline, not the rate, is measured
@@ -307,9 +308,12 @@ async def run_result(
     rss: list[float],
     shares: list[float],
     pause_to_quiet: float | None = None,
+    more_workflow_ids: Sequence[str] = (),
 ) -> RunResult:
-    """The run's figures, with its workflows' histories and its workers' logs read."""
-    events, runs, trouble, by_type = await history_figures(client, [h.id for h in handles])
+    """The run's figures, with its workflows' histories (and those of `more_workflow_ids`:
+    partitions) and its workers' logs read."""
+    workflow_ids = [h.id for h in handles] + list(more_workflow_ids)
+    events, runs, trouble, by_type = await history_figures(client, workflow_ids)
     trouble |= warnings_in(log_dir, WORKER_WARNINGS)
     return RunResult(
         kind=kind,
@@ -327,9 +331,10 @@ async def run_result(
     )
 
 
-def seed_campaigns(db: Database, opts: Options) -> list[str]:
+def seed_campaigns(db: Database, opts: Options, partitions: int) -> list[str]:
     """The sandbox account, M numbers at 1,000 msg/s, and N scheduled campaigns of
-    `order_update` splitting the recipients (each its own audience)."""
+    `order_update` splitting the recipients (each its own audience), each sent through
+    `partitions` child workflows (policy `send_partitions`)."""
     seed_sandbox(db, credits=10 * opts.recipients + 1_000_000)
     for number in opts.sender_numbers:
         bench_sender(db, number, SENDER_RATE)
@@ -340,6 +345,8 @@ def seed_campaigns(db: Database, opts: Options) -> list[str]:
         phones = ordinary_numbers(opts.share(i), start=start)
         start += len(phones)
         draft = bench_draft(db, f"bench {i}", opts.sender_numbers[i % opts.numbers], phones)
+        policy = draft.policy.model_copy(update={"send_partitions": partitions})
+        draft = draft.model_copy(update={"policy": policy})
         campaign = campaigns.create_draft(db, SANDBOX_ACCOUNT_ID, draft)
         campaigns.set_schedule(db, campaign.id, datetime.now(UTC), "UTC")
         campaigns.change_status(
@@ -350,12 +357,16 @@ def seed_campaigns(db: Database, opts: Options) -> list[str]:
 
 
 async def run_campaigns(
-    server: DevServer, opts: Options, workdir: Path, code: Path | None = None
+    server: DevServer,
+    opts: Options,
+    workdir: Path,
+    code: Path | None = None,
+    partitions: int = 1,
 ) -> RunResult:
     backend = "postgresql" if opts.postgres_url else "sqlite"
     with migrated_store(backend, opts.postgres_url) as db_url:
         db = Database(db_url)
-        campaign_ids = await asyncio.to_thread(seed_campaigns, db, opts)
+        campaign_ids = await asyncio.to_thread(seed_campaigns, db, opts, partitions)
         settings = Settings(
             CAMPAIGNS_DATABASE_URL=db_url,
             CAMPAIGNS_TASK_QUEUE=f"campaigns-{uuid.uuid4().hex[:8]}",
@@ -424,8 +435,23 @@ async def run_campaigns(
             db.dispose()
         assert sum(final) == opts.recipients, f"sent {sum(final)} of {opts.recipients}"
     kind = "campaign" if code is None else f"campaign ({code.name})"
+    if partitions > 1:
+        kind += f", {partitions} partitions"
+    partition_ids = [
+        partition_workflow_id(h.id, k) for h in handles for k in range(partitions) if partitions > 1
+    ]
     result = await run_result(
-        kind, client, handles, log_dir, opts, elapsed, cpu, rss, shares, pause_to_quiet
+        kind,
+        client,
+        handles,
+        log_dir,
+        opts,
+        elapsed,
+        cpu,
+        rss,
+        shares,
+        pause_to_quiet,
+        partition_ids,
     )
     result.backlog_samples = backlog
     return result
@@ -488,7 +514,11 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
 
 
 async def main_async(
-    opts: Options, repeat: int, skip_bare: bool, compare_with: Sequence[Path]
+    opts: Options,
+    repeat: int,
+    skip_bare: bool,
+    compare_with: Sequence[Path],
+    partitions: Sequence[int] = (1,),
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
@@ -498,7 +528,9 @@ async def main_async(
             kinds: list[tuple[str, Callable[..., Awaitable[RunResult]], tuple[Any, ...]]] = []
             if not skip_bare:
                 kinds.append(("bare fan-out", run_bare, ()))
-            kinds.append(("campaign", run_campaigns, ()))
+            for k in partitions:
+                label = "campaign" if k == 1 else f"campaign, {k} partitions"
+                kinds.append((label, run_campaigns, (None, k)))
             for code in compare_with:
                 kinds.append((f"campaign ({code.name})", run_campaigns, (code,)))
             if round_ % 2 == 0:  # alternate which goes first: neither always gets a fresh server
@@ -542,6 +574,14 @@ def main() -> None:
         help="a folder holding another whatsapp_campaigns (e.g. `git archive` of an older "
         "commit): its campaign runs in every round too, on the same server (repeatable)",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        action="append",
+        default=None,
+        help="the campaigns' policy send_partitions (child workflows per campaign; default 1); "
+        "repeatable: each value runs in every round (e.g. --partitions 1 --partitions 4)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     opts = Options(
@@ -554,7 +594,9 @@ def main() -> None:
         postgres_url=args.postgres_url,
         pause_at_half=args.pause_at_half,
     )
-    report = asyncio.run(main_async(opts, args.repeat, args.skip_bare, args.compare_with))
+    report = asyncio.run(
+        main_async(opts, args.repeat, args.skip_bare, args.compare_with, args.partitions or [1])
+    )
     print(json.dumps(report["summary"], indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))

@@ -143,3 +143,31 @@ async def test_preview_of_a_row_that_is_no_recipient_is_one_line(
     line = one_line_error(await invoke_async(["preview", created["id"], "--row", "9"], env))
 
     assert "row 9 is not a recipient" in line
+
+
+async def test_create_with_partitions_sends_through_that_many_child_workflows(
+    env: dict[str, str], db: Database, tmp_path: Path
+) -> None:
+    audience_id = audience(db, tmp_path, GOOD_AND_BAD)
+
+    created = ok_json(
+        await invoke_async(
+            create_args(
+                audience_id, "--var", f"header_media={IMAGE}", "--partitions", "4", "--json"
+            ),
+            env,
+        )
+    )
+
+    assert created["policy"]["send_partitions"] == 4
+
+
+async def test_partitions_out_of_range_are_refused_before_anything_is_created(
+    env: dict[str, str], db: Database, tmp_path: Path
+) -> None:
+    audience_id = audience(db, tmp_path, GOOD_AND_BAD)
+
+    refused = await invoke_async(create_args(audience_id, "--partitions", "0"), env)
+
+    assert refused.exit_code == 2
+    assert "--partitions" in refused.stderr

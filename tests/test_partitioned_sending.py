@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import (
@@ -21,9 +22,12 @@ from tests.engine_harness import (
     timeline_actions,
     wait_for_sends,
 )
+from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
+from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
+from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 from whatsapp_campaigns.workflows.send_partition import partition_workflow_id
 
 LIMITED = "+12025550103"  # the sandbox answers its first send with WhatsApp's messaging limit
@@ -67,7 +71,11 @@ async def test_a_partitioned_campaign_sends_each_message_once_through_its_partit
     phones = ordinary_numbers(90)
     campaign_id = await engine.campaign(phones, policy=partitioned(3))
 
-    final = await engine.run(campaign_id)
+    handle = await engine.start(campaign_id)
+    final = await handle.result()
+    await engine.record_history(handle, "partitioned")
+    partition = partition_workflow_id(handle.id, 0)
+    await engine.record_history(engine.client.get_workflow_handle(partition), "partition")
 
     assert final.status is CampaignStatus.COMPLETED
     assert final.total == 90 and sum(final.counts.values()) == 90
@@ -183,3 +191,49 @@ async def test_partitions_continue_as_new_and_still_send_each_message_once(
     first = partition_workflow_id(f"campaign-{campaign_id}", 0)
     runs = [run async for run in engine.client.list_workflows(f"WorkflowId = '{first}'")]
     assert len(runs) >= 2
+
+
+@pytest.fixture
+async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of its own that suggests continue-as-new after 60 history events, so
+    that the campaign and its partitions each continue as new many times in a short run."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=[
+            *TEMPORAL_DYNAMIC_CONFIG,
+            *("--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60"),
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_campaign_and_partitions_continuing_as_new_keep_hearing_each_other(
+    short_history_server: WorkflowEnvironment, db_url: str
+) -> None:
+    async with running_engine(short_history_server.client, db_url, sender_rate=50) as engine:
+        engine.emulator.latency = 0.02
+        phones = ordinary_numbers(500)
+        campaign_id = await engine.campaign(phones, policy=partitioned(2))
+        handle = await engine.start(campaign_id)
+        first_run = (await handle.describe()).run_id
+
+        async def next_run() -> None:
+            while (await handle.describe()).run_id == first_run:
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(next_run(), timeout=60)  # the campaign continued as new
+        # Steered and heard across continue-as-new: a pause holds, a resume finishes.
+        await handle.execute_update("request_pause", {"by": "ops"}, result_type=Progress)
+        await asyncio.sleep(1.0)
+        sent_at_pause = len(engine.emulator.accepted_sends)
+        await asyncio.sleep(1.5)
+        assert len(engine.emulator.accepted_sends) == sent_at_pause < len(phones)
+        await handle.execute_update("request_resume", {"by": "ops"}, result_type=Progress)
+        final = await asyncio.wait_for(handle.result(), timeout=120)
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert sum(final.counts.values()) == len(phones)
+    assert len(sent_once(engine)) == len(phones)
