@@ -99,6 +99,21 @@ async def test_a_messaging_limit_met_by_one_partition_throttles_the_whole_campai
     assert len(sent_once(engine)) == 12
 
 
+async def test_what_the_partitions_did_not_send_by_the_deadline_fails_with_reason_deadline(
+    engine: Engine,
+) -> None:
+    # The limited number's retry waits 12 h; the deadline comes first.
+    policy = partitioned(2, sending_deadline=timedelta(hours=1))
+    campaign_id = await engine.campaign([LIMITED, *ordinary_numbers(5)], policy=policy)
+
+    final = await engine.run(campaign_id)
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert engine.statuses(campaign_id)[LIMITED] is MessageStatus.FAILED
+    assert final.counts.get(MessageStatus.FAILED) == 1
+    assert sum(final.counts.values()) == 6
+
+
 # ------------------------------------------------------------------ real dev server
 
 

@@ -180,6 +180,31 @@ def test_suppressed_messages_are_never_paged_for_sending(account: Database) -> N
     assert sorted(_row(account, m).phone_e164 for m in paged) == _phones(3)[1:]
 
 
+def test_partitions_page_their_own_ids_in_order_and_together_all_of_them(
+    account: Database,
+) -> None:
+    campaign_id, ids = _queued(account, 10)
+
+    pages = [
+        messages.page_message_ids(account, campaign_id, partition=k, partitions=3, limit=2)
+        for k in range(3)
+    ]
+
+    for k, page in enumerate(pages):
+        assert page == [i for i in ids if i % 3 == k][:2]
+    rest = messages.page_message_ids(
+        account, campaign_id, after_id=pages[0][-1], partition=0, partitions=3
+    )
+    assert sorted(pages[0] + rest) == [i for i in ids if i % 3 == 0]
+
+
+def test_a_partition_outside_the_partitions_is_refused(account: Database) -> None:
+    campaign_id, _ = _queued(account, 2)
+
+    with pytest.raises(ValueError, match=r"partition 3 is not one of 0\.\.2"):
+        messages.page_message_ids(account, campaign_id, partition=3, partitions=3)
+
+
 def test_materialize_again_creates_nothing_and_returns_the_same_counts(
     account: Database,
 ) -> None:
