@@ -131,10 +131,12 @@ class PartitionedSending(CampaignDispatch):
         )
 
     def _steer_due(self) -> bool:
+        return bool(self._resteer) or self._state_changed()
+
+    def _state_changed(self) -> bool:
+        """The campaign's state differs from what the partitions were last told."""
         steered = self._steered
-        return bool(self._resteer) or (
-            steered is None or self._current_steer(steered.generation) != steered
-        )
+        return steered is None or self._current_steer(steered.generation) != steered
 
     def _next_steer(self) -> PartitionSteer:
         self._s.steer_generation += 1
@@ -143,12 +145,11 @@ class PartitionedSending(CampaignDispatch):
     async def _steer_partitions(self) -> None:
         """Tell every running partition the campaign's state if it changed, else tell those
         that paused on their own (and the campaign did not follow) to go on."""
-        steered = self._steered
-        if steered is None or self._current_steer(steered.generation) != steered:
+        if self._state_changed() or self._steered is None:
             steer = self._next_steer()
             targets = set(range(self._s.policy.send_partitions))
         else:
-            steer, targets = steered, set(self._resteer)
+            steer, targets = self._steered, set(self._resteer)
         self._steered = steer
         self._resteer.clear()
         targets -= set(self._s.partitions_finished)
