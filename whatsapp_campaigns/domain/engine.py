@@ -100,6 +100,9 @@ class CountsSnapshot(BaseModel):
     # Campaigns `queued` or `sending` on this campaign's number, itself included: they share
     # its window. Results recorded before the field existed read as 1.
     campaigns_on_sender: int = 1
+    # The sum of their policy weights, this campaign's included: its share of the window is
+    # its weight over this sum. None in results recorded before the field existed.
+    weights_on_sender: float | None = None
 
 
 class FinishPending(BaseModel):
