@@ -415,6 +415,47 @@ async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) 
     assert _most_sends_in_flight(await handle.fetch_history()) == 20
 
 
+async def test_campaigns_sending_on_one_number_share_its_window_by_their_weights(
+    engine: Engine,
+) -> None:
+    # The number sends 1,000 msg/s (a window of 500). Four campaigns of weight 6 send on it:
+    # this one, of weight 1, keeps 1/25 of the window in flight (a fifth by count).
+    for _ in range(4):
+        seed_campaign(
+            engine.db,
+            SANDBOX_ACCOUNT_ID,
+            status=CampaignStatus.SENDING,
+            sender=SANDBOX_SENDER.phone_number_id,
+            policy={"weight": 6},
+        )
+    campaign_id = await engine.campaign(ordinary_numbers(60), policy=CampaignPolicy(weight=1))
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+    await engine.record_history(handle, "window_by_weight")
+
+    assert final.status is CampaignStatus.COMPLETED
+    assert _most_sends_in_flight(await handle.fetch_history()) == 20
+
+
+async def test_sends_carry_their_template_priority_and_no_fairness_key(engine: Engine) -> None:
+    # Within a priority the number's queue is first in, first out: a campaign's sends wait and
+    # complete together (campaigns share the number by their windows, not send by send).
+    marketing = await engine.campaign(ordinary_numbers(5), template="spring_sale")
+    utility = await engine.campaign(ordinary_numbers(5, start=100), template="order_update")
+    priorities = set()
+    for campaign_id in (marketing, utility):
+        handle = await engine.start(campaign_id)
+        await handle.result()
+        for event in (await handle.fetch_history()).events:
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == "send_message":
+                priority = scheduled.priority
+                priorities.add((campaign_id, priority.priority_key, priority.fairness_key))
+
+    assert priorities == {(marketing, 3, ""), (utility, 1, "")}
+
+
 async def test_a_pause_received_around_continue_as_new_holds_in_the_next_run(
     engine: Engine,
 ) -> None:

@@ -490,3 +490,23 @@ def test_campaigns_sending_or_about_to_on_the_same_number_are_counted_with_the_c
 def test_a_campaign_that_no_longer_sends_counts_as_one_on_its_number(account: Database) -> None:
     paused = seed_campaign(account, status=S.PAUSED)
     assert campaigns.sending_on_same_sender(account, paused) == 1
+
+
+def test_the_weights_of_the_campaigns_sending_on_a_number_are_summed_with_the_campaign(
+    account: Database,
+) -> None:
+    seed_account(account, "beta")
+    ours = seed_campaign(account, status=S.SENDING, policy={"weight": 3})
+    seed_campaign(account, status=S.SENDING, policy={"weight": 0.5})
+    seed_campaign(account, status=S.QUEUED)  # the default weight, 1
+    seed_campaign(account, status=S.PAUSED, policy={"weight": 7})
+    seed_campaign(account, "beta", status=S.SENDING, policy={"weight": 9})
+    assert campaigns.sharing_sender(account, ours) == (3, 4.5)
+
+
+def test_a_campaign_that_no_longer_sends_counts_its_own_weight_with_those_on_its_number(
+    account: Database,
+) -> None:
+    paused = seed_campaign(account, status=S.PAUSED, policy={"weight": 2})
+    seed_campaign(account, status=S.SENDING)
+    assert campaigns.sharing_sender(account, paused) == (1, 3.0)

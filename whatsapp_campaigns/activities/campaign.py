@@ -123,10 +123,12 @@ class CampaignActivities:
 
     @activity.defn(name="count_messages")
     def count_messages(self, campaign_id: str) -> CountsSnapshot:
+        campaigns_on_sender, weights_on_sender = campaigns.sharing_sender(self._db, campaign_id)
         return CountsSnapshot(
             counts=messages.count_by_status(self._db, campaign_id),
             errors=messages.error_summary(self._db, campaign_id),
-            campaigns_on_sender=campaigns.sending_on_same_sender(self._db, campaign_id),
+            campaigns_on_sender=campaigns_on_sender,
+            weights_on_sender=weights_on_sender,
         )
 
     @activity.defn(name="finish_pending")

@@ -105,6 +105,9 @@ class CountsSnapshot(BaseModel):
     # Campaigns `queued` or `sending` on this campaign's number, itself included: they share
     # its window. Results recorded before the field existed read as 1.
     campaigns_on_sender: int = 1
+    # The sum of their policy weights, this campaign's included: its share of the window is
+    # its weight over this sum. None in results recorded before the field existed.
+    weights_on_sender: float | None = None
 
 
 class FinishPending(BaseModel):
@@ -153,7 +156,10 @@ class PartitionSteer(BaseModel):
     status: CampaignStatus
     throttled_until: datetime | None = None
     slow_until: datetime | None = None
+    # The campaigns queued or sending on the number and their weights (CountsSnapshot): the
+    # campaign's share of the number's window, of which a partition keeps a K-th.
     campaigns_on_sender: int = 1
+    weights_on_sender: float | None = None
 
 
 class PartitionReport(BaseModel):

@@ -61,7 +61,8 @@ class CampaignPolicy(BaseModel):
     # others `failed` with the reason, instead of refusing the whole campaign.
     skip_invalid: bool = False
     # SPEC §11: this campaign's share of its number against the other campaigns sending on
-    # it at the same priority (Temporal fairness weight; equal shares by default).
+    # it at the same priority: its part of the number's in-flight window is its weight over
+    # the sum of theirs (workflows/dispatch.py `send_window`; equal shares by default).
     weight: float = Field(default=1.0, gt=0, le=1000)
     # How many child workflows send the campaign's messages, each a K-th of them (docs/
     # scaling.md: one workflow carries a standard number; a 1,000 msg/s number on a real

@@ -49,6 +49,7 @@ _SORT_COLUMNS: dict[CampaignSort, ColumnElement[Any]] = {
 }
 _STARTED = frozenset({CampaignStatus.QUEUED, CampaignStatus.SENDING})
 _USER_ACTIONS = {a.value: a for a in CampaignAction}
+_DEFAULT_WEIGHT: float = CampaignPolicy.model_fields["weight"].default
 
 
 def new_campaign_id() -> str:
@@ -190,17 +191,31 @@ def sending_on_same_sender(db: Database, campaign_id: str) -> int:
     """Campaigns `queued` or `sending` on the sender number of `campaign_id`, itself included
     (at least 1): the campaigns that share the number's in-flight window (workflows/dispatch.py).
     `queued` ones are in preflight and about to send: counted now, not 5 s later."""
+    return sharing_sender(db, campaign_id)[0]
+
+
+def sharing_sender(db: Database, campaign_id: str) -> tuple[int, float]:
+    """The campaigns `queued` or `sending` on the sender number of `campaign_id` (as
+    `sending_on_same_sender`) and the sum of their policy weights, its own weight included
+    whatever its status: the campaign's share of the number's window is its weight over that
+    sum (workflows/dispatch.py `send_window`). One indexed read."""
     sender = (
         select(CampaignRow.sender_phone_number_id)
         .where(CampaignRow.id == campaign_id)
         .scalar_subquery()
     )
-    statement = select(func.count()).where(
+    running = [CampaignStatus.QUEUED.value, CampaignStatus.SENDING.value]
+    statement = select(CampaignRow.status, CampaignRow.policy).where(
         CampaignRow.sender_phone_number_id == sender,
-        CampaignRow.status.in_([CampaignStatus.QUEUED.value, CampaignStatus.SENDING.value]),
+        or_(CampaignRow.status.in_(running), CampaignRow.id == campaign_id),
     )
+    campaigns_on_sender, weights = 0, 0.0
     with db.session() as session:
-        return max(1, session.scalar(statement) or 0)
+        for status, policy in session.execute(statement):
+            if status in running:
+                campaigns_on_sender += 1
+            weights += float((policy or {}).get("weight", _DEFAULT_WEIGHT))
+    return max(1, campaigns_on_sender), weights or _DEFAULT_WEIGHT
 
 
 def set_schedule(db: Database, campaign_id: str, send_at: datetime, timezone: str) -> Campaign:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from temporalio import workflow
@@ -58,6 +59,10 @@ SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
 REFRESH_BACKOFF_PATCH = "refresh-while-waiting-backs-off"
 # Histories from before it replay with a whole window per campaign.
 SHARED_WINDOW_PATCH = "send-window-shared-on-sender"
+# Campaigns on a number share it by their windows (weight / the weights on the number), their
+# sends first in, first out within a priority (no fairness key). Histories from before it
+# replay with equal windows and the fairness key.
+WINDOW_BY_WEIGHT_PATCH = "send-window-by-weight-fifo"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -69,7 +74,7 @@ class CampaignDispatch(CampaignLifecycle):
         self._deferred: deque[int] = deque(self._s.deferred)
         self._buffer: deque[int] = deque()
         self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
-        self._window_shared_by = 1
+        self._window_shared_by: Fraction | int = 1  # the number's window over this one's
         # This workflow sends the messages with id % partitions == partition: all of them,
         # unless it is one partition of a campaign (workflows/send_partition.py).
         self._partition = 0
@@ -144,7 +149,7 @@ class CampaignDispatch(CampaignLifecycle):
         return send_window(
             self._s.sender_rate_per_second,
             # A partition holds a K-th of its campaign's share of the number.
-            campaigns_on_sender=self._window_shared_by * self._partitions,
+            shared_by=self._window_shared_by * self._partitions,
             slowed_down=slow_until is not None and slow_until > workflow.now(),
         )
 
@@ -229,10 +234,14 @@ class CampaignDispatch(CampaignLifecycle):
 
     def _send_priority(self) -> Priority:
         """SPEC §11: on the number's queue, utility/authentication sends go first (priority
-        key), and campaigns of one priority share the number by their policy weight
-        (fairness key = the campaign). Histories from before it replay without it."""
+        key); within a priority, first in, first out: campaigns share the number by their
+        windows (`send_window`, by policy weight), so that each campaign's sends wait, and
+        complete, together (many completions per workflow task). Histories from before it
+        replay with the campaign as fairness key, those from before that without priority."""
         if not workflow.patched(SEND_PRIORITY_PATCH):
             return Priority.default
+        if workflow.patched(WINDOW_BY_WEIGHT_PATCH):
+            return Priority(priority_key=self._s.send_priority)
         return Priority(
             priority_key=self._s.send_priority,
             fairness_key=self._campaign_id,
@@ -311,8 +320,15 @@ class CampaignDispatch(CampaignLifecycle):
         await self._refresh_counts()
         # Decided here, in the dispatch, not in _window (called from wait conditions, where a
         # first `patched` would add a command).
-        shared = self._campaigns_on_sender > 1 and workflow.patched(SHARED_WINDOW_PATCH)
-        self._window_shared_by = self._campaigns_on_sender if shared else 1
+        if workflow.patched(WINDOW_BY_WEIGHT_PATCH):
+            self._window_shared_by = window_shared_by(
+                self._s.policy.weight,
+                weights_on_sender=self._weights_on_sender,
+                campaigns_on_sender=self._campaigns_on_sender,
+            )
+        else:
+            shared = self._campaigns_on_sender > 1 and workflow.patched(SHARED_WINDOW_PATCH)
+            self._window_shared_by = self._campaigns_on_sender if shared else 1
         if self._s.counts != before:
             self._quiet_interval = REFRESH_WHILE_SENDING
         else:
@@ -370,17 +386,32 @@ class CampaignDispatch(CampaignLifecycle):
             self._set_details()
 
 
-def send_window(rate_per_second: int, *, campaigns_on_sender: int, slowed_down: bool) -> int:
+def send_window(rate_per_second: int, *, shared_by: Fraction | int, slowed_down: bool) -> int:
     """Sends one campaign keeps in flight: two seconds of its number's rate (at most
-    MAX_WINDOW), divided among the campaigns sending on the number, so that together they keep
-    what the number's send worker runs at once rather than each of them as much (16 campaigns
-    on 4 numbers kept 8,000 sends scheduled for 2,000 worker slots: bench/RESULTS.md). A
-    quarter of it for a while after WhatsApp said the number's throughput was exceeded."""
+    MAX_WINDOW), shared by the campaigns sending on the number (`shared_by`: the whole window
+    over this campaign's part, see `window_shared_by`), so that together they keep what the
+    number's send worker runs at once rather than each of them as much (16 campaigns on 4
+    numbers kept 8,000 sends scheduled for 2,000 worker slots: bench/RESULTS.md). Their sends
+    go first in, first out, so each campaign's part of the number's throughput is its part of
+    the window. A quarter of it for a while after WhatsApp said the number's throughput was
+    exceeded."""
     whole = min(MAX_WINDOW, max(MIN_WINDOW, 2 * rate_per_second))
-    window = max(MIN_WINDOW, whole // max(1, campaigns_on_sender))
+    window = max(MIN_WINDOW, int(whole / max(Fraction(1), Fraction(shared_by))))
     if slowed_down:
         window = max(1, window // 4)
     return window
+
+
+def window_shared_by(
+    weight: float, *, weights_on_sender: float | None, campaigns_on_sender: int
+) -> Fraction:
+    """Into how many parts of this campaign's size the number's window is divided: the weights
+    of the campaigns queued or sending on the number (its own included) over its own weight;
+    the campaigns on the number when the count did not bring their weights (an older worker).
+    Exact (a Fraction), so that equal weights divide the window as an integer division would."""
+    if weights_on_sender is None:
+        return Fraction(max(1, campaigns_on_sender))
+    return max(Fraction(1), Fraction(weights_on_sender) / Fraction(weight))
 
 
 def _is_cancellation(error: BaseException) -> bool:

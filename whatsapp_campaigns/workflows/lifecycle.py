@@ -54,6 +54,7 @@ class CampaignLifecycle:
         self._schedule_changed = False
         self._last_refresh: datetime | None = None
         self._campaigns_on_sender = 1  # as of the last count refresh
+        self._weights_on_sender: float | None = None  # idem; None from older activity results
         self._loaded = input.carried is not None
         state = input.carried
         if state is None:
@@ -231,6 +232,7 @@ class CampaignLifecycle:
         self._s.counts = dict(snapshot.counts)
         self._s.errors = list(snapshot.errors)
         self._campaigns_on_sender = snapshot.campaigns_on_sender
+        self._weights_on_sender = snapshot.weights_on_sender
         self._set_details()
 
     # ---------------------------------------------------------------- status and timeline

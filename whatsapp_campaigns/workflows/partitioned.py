@@ -127,7 +127,8 @@ class PartitionedSending(CampaignDispatch):
             status=s.status,
             throttled_until=s.throttled_until,
             slow_until=s.slow_until,
-            campaigns_on_sender=self._window_shared_by,
+            campaigns_on_sender=self._campaigns_on_sender,
+            weights_on_sender=self._weights_on_sender,
         )
 
     def _steer_due(self) -> bool:

@@ -49,6 +49,7 @@ class SendPartitionWorkflow(CampaignDispatch):
         self._partitions = input.partitions
         self._steer_state = input.steer
         self._campaigns_on_sender = input.steer.campaigns_on_sender
+        self._weights_on_sender = input.steer.weights_on_sender
 
     @workflow.run
     async def run(self, input: PartitionInput) -> None:
@@ -78,6 +79,7 @@ class SendPartitionWorkflow(CampaignDispatch):
         s.throttled_until = _later(s.throttled_until, steer.throttled_until)
         s.slow_until = _later(s.slow_until, steer.slow_until)
         self._campaigns_on_sender = steer.campaigns_on_sender
+        self._weights_on_sender = steer.weights_on_sender
         self._set_details()
 
     @workflow.signal(name="pause")
