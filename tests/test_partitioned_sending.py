@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import (
@@ -22,12 +21,10 @@ from tests.engine_harness import (
     timeline_actions,
     wait_for_sends,
 )
-from whatsapp_campaigns.devstack import temporal_binary
+from tests.servers import temporal_dev_server
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
-from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
-from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 from whatsapp_campaigns.workflows.send_partition import partition_workflow_id
 
 LIMITED = "+12025550103"  # the sandbox answers its first send with WhatsApp's messaging limit
@@ -212,17 +209,8 @@ async def test_partitions_continue_as_new_and_still_send_each_message_once(
 async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of its own that suggests continue-as-new after 60 history events, so
     that the campaign and its partitions each continue as new many times in a short run."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=temporal_binary(),
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-        dev_server_extra_args=[
-            *TEMPORAL_DYNAMIC_CONFIG,
-            *("--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60"),
-        ],
-    )
-    yield env
-    await env.shutdown()
+    async with temporal_dev_server("limit.historyCount.suggestContinueAsNew=60") as env:
+        yield env
 
 
 async def test_campaign_and_partitions_continuing_as_new_keep_hearing_each_other(
