@@ -437,9 +437,11 @@ async def run_campaigns(
     kind = "campaign" if code is None else f"campaign ({code.name})"
     if partitions > 1:
         kind += f", {partitions} partitions"
-    partition_ids = [
-        partition_workflow_id(h.id, k) for h in handles for k in range(partitions) if partitions > 1
-    ]
+    partition_ids = (
+        [partition_workflow_id(h.id, k) for h in handles for k in range(partitions)]
+        if partitions > 1
+        else []
+    )
     result = await run_result(
         kind,
         client,

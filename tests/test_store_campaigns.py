@@ -484,12 +484,12 @@ def test_campaigns_sending_or_about_to_on_the_same_number_are_counted_with_the_c
     seed_campaign(account, status=S.PAUSED)
     seed_campaign(account, status=S.SCHEDULED)
     seed_campaign(account, "beta", status=S.SENDING)
-    assert campaigns.sending_on_same_sender(account, ours) == 3
+    assert campaigns.sharing_sender(account, ours)[0] == 3
 
 
 def test_a_campaign_that_no_longer_sends_counts_as_one_on_its_number(account: Database) -> None:
     paused = seed_campaign(account, status=S.PAUSED)
-    assert campaigns.sending_on_same_sender(account, paused) == 1
+    assert campaigns.sharing_sender(account, paused)[0] == 1
 
 
 def test_the_weights_of_the_campaigns_sending_on_a_number_are_summed_with_the_campaign(

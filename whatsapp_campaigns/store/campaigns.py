@@ -187,18 +187,12 @@ def running_with_template(
         )
 
 
-def sending_on_same_sender(db: Database, campaign_id: str) -> int:
-    """Campaigns `queued` or `sending` on the sender number of `campaign_id`, itself included
-    (at least 1): the campaigns that share the number's in-flight window (workflows/dispatch.py).
-    `queued` ones are in preflight and about to send: counted now, not 5 s later."""
-    return sharing_sender(db, campaign_id)[0]
-
-
 def sharing_sender(db: Database, campaign_id: str) -> tuple[int, float]:
-    """The campaigns `queued` or `sending` on the sender number of `campaign_id` (as
-    `sending_on_same_sender`) and the sum of their policy weights, its own weight included
-    whatever its status: the campaign's share of the number's window is its weight over that
-    sum (workflows/dispatch.py `send_window`). One indexed read."""
+    """The campaigns `queued` or `sending` on the sender number of `campaign_id`, itself
+    included (at least 1; `queued` ones are in preflight and about to send: counted now, not
+    5 s later), and the sum of their policy weights, its own weight included whatever its
+    status: the campaign's share of the number's window is its weight over that sum
+    (workflows/dispatch.py `send_window`). One indexed read."""
     sender = (
         select(CampaignRow.sender_phone_number_id)
         .where(CampaignRow.id == campaign_id)
