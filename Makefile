@@ -44,6 +44,7 @@ lint: venv
 	$(BIN)/ruff check whatsapp_campaigns tests bench
 	$(BIN)/ruff format --check whatsapp_campaigns tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 # `make test` leaves the checkout as it found it: the same changed and untracked files, with the
 # same content, before and after the run (a test that writes into the tree fails it).

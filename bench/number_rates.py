@@ -362,8 +362,8 @@ async def main() -> None:
     try:
         if args.footprint:
             for registered, only_in_use in ((1, True), (1000, True), (1, False), (200, False)):
-                outcome = await footprint(env.client, registered, only_in_use=only_in_use)
-                print(json.dumps(outcome), flush=True)
+                figures = await footprint(env.client, registered, only_in_use=only_in_use)
+                print(json.dumps(figures), flush=True)
             return
         if args.send_path:
             await send_path(env.client, other, args)
