@@ -263,6 +263,49 @@ async def test_a_send_whose_second_is_full_calls_in_the_next_second_in_the_same_
     assert _message(db, message_id).attempts == 1
 
 
+async def test_a_send_waiting_a_moment_for_a_free_second_does_not_heartbeat(
+    db: Database,
+) -> None:
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    env = _environment()
+    heartbeats: list[object] = []
+    env.on_heartbeat = heartbeats.append
+    _fill_the_current_second(db)
+
+    result = await env.run(
+        _activities(db, PromptWhatsApp()).send_message,
+        SendMessageInput(campaign_id="", message_id=message_id),
+    )
+
+    assert result.status is MessageStatus.SENT
+    assert heartbeats == []
+
+
+async def test_a_send_waiting_long_for_a_free_second_heartbeats(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a wait of 5 s would: the threshold lowered to 0.5 s, the next 2 seconds full.
+    monkeypatch.setattr(sending, "ADMISSION_HEARTBEAT_AFTER_SECONDS", 0.5)
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    env = _environment()
+    heartbeats: list[object] = []
+    env.on_heartbeat = heartbeats.append
+    full = _fill_the_current_second(db, rate=1)
+    with db.transaction() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO send_slots (phone_number_id, second, used) VALUES "
+            + ", ".join(f"('{SENDER}', {second}, 1)" for second in (full + 1, full + 2))
+        )
+
+    result = await env.run(
+        _activities(db, PromptWhatsApp()).send_message,
+        SendMessageInput(campaign_id="", message_id=message_id),
+    )
+
+    assert result.status is MessageStatus.SENT
+    assert heartbeats
+
+
 async def test_of_sends_waiting_for_a_free_second_a_utility_one_goes_before_a_marketing_one(
     db: Database,
 ) -> None:
