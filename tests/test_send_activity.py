@@ -263,6 +263,36 @@ async def test_a_send_whose_second_is_full_calls_in_the_next_second_in_the_same_
     assert _message(db, message_id).attempts == 1
 
 
+def _slots_taken(db: Database) -> int:
+    with db.transaction() as connection:
+        taken = connection.exec_driver_sql(
+            f"SELECT coalesce(sum(used), 0) FROM send_slots WHERE phone_number_id = '{SENDER}'"
+        ).scalar_one()
+    return int(taken)
+
+
+async def test_a_send_whose_claim_waited_behind_a_slow_write_uses_the_slot_it_won(
+    db: Database,
+) -> None:
+    # Another write holds the worker's transaction for 0.6 s from early in a second: the send's
+    # claim, and its slot, run after it. The slot is used in its second, not taken for late
+    # because of the wait (which would cost the send another slot and write).
+    message_id = _queued_message(db, throughput_backoff=0.02)
+    whatsapp = PromptWhatsApp()
+    sending = _activities(db, whatsapp)
+    time.sleep(math.ceil(time.time()) - time.time() + 0.05)
+    slow = asyncio.create_task(sending._writes.run(lambda connection: time.sleep(0.6)))
+    await asyncio.sleep(0.03)  # its transaction is under way: the claim waits for the next
+
+    result = await _environment().run(
+        sending.send_message, SendMessageInput(campaign_id="", message_id=message_id)
+    )
+    await slow
+
+    assert result.status is MessageStatus.SENT
+    assert _slots_taken(db) == 1
+
+
 async def test_a_send_waiting_a_moment_for_a_free_second_does_not_heartbeat(
     db: Database,
 ) -> None:

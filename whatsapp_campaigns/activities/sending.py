@@ -197,7 +197,6 @@ class SendActivities:
                 return await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id)
             if waited >= ADMISSION_HEARTBEAT_AFTER_SECONDS:
                 activity.heartbeat("waiting for a second of the sender number with room")
-            asked = time.monotonic()
             ask = not self._waits.yields(number, priority_key, waited)
             if ask:
                 self._waits.asked(number, priority_key)
@@ -206,7 +205,7 @@ class SendActivities:
             taken = cast(Slot | None, await self._writes.run(readmit, order=job.message_id))
             if taken is None:
                 return False
-            slot = _HeldSlot(taken, asked, time.monotonic())
+            slot = _HeldSlot(taken, answered=time.monotonic())
 
     async def _call(self, job: SendJob, send: TemplateSend, provider: Provider) -> SendResult:
         """One call to WhatsApp; if it accepts, its message id is stored (the message is
@@ -227,7 +226,6 @@ class SendActivities:
     async def _start_attempt(self, message_id: int) -> "tuple[AttemptStart, _HeldSlot | None]":
         """Claim the message and, in the same write, a slot of its number's current second."""
         while True:
-            asked = time.monotonic()
             claimed = await self._writes.run(
                 functools.partial(
                     _claim_admitted,
@@ -239,7 +237,7 @@ class SendActivities:
             )
             start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
-                held = None if slot is None else _HeldSlot(slot, asked, time.monotonic())
+                held = None if slot is None else _HeldSlot(slot, answered=time.monotonic())
                 return start, held
             activity.heartbeat("waiting for the webhook of an earlier attempt")
             await asyncio.sleep(2)
@@ -375,12 +373,11 @@ class SendActivities:
 
 @dataclasses.dataclass(frozen=True)
 class _HeldSlot:
-    """A slot answer, with when (monotonic) it was asked for and answered: the store's clock
-    read it between the two, so its second began at the latest `slot.left - 1` after the
-    answer and ends at the earliest `slot.left` after the ask."""
+    """A slot answer, with when (monotonic) it was answered: the store's clock read it between
+    `slot.asked` and then, so its second began at the latest `slot.left - 1` after the answer
+    and ends at the earliest `slot.left` after the ask."""
 
     slot: Slot
-    asked: float
     answered: float
 
     def opens_in(self) -> float:
@@ -388,7 +385,7 @@ class _HeldSlot:
 
     def usable(self) -> bool:
         """Won, and enough of its second left for the call to reach WhatsApp within it."""
-        ends = self.asked + self.slot.left
+        ends = self.slot.asked + self.slot.left
         return self.slot.won and time.monotonic() < ends - SLOT_MARGIN_SECONDS
 
     def until_next_second(self) -> float:

@@ -57,6 +57,12 @@ class Slot:
     won: bool
     second: int  # the store's epoch second the slot counts in (asked in it or just before)
     left: float  # from the ask to the end of that second on the store's clock (< 1 + AHEAD)
+    # This process's monotonic clock just before the statement that read the store's clock:
+    # the second ends `left` after it at the earliest. Read here, in the transaction, not when
+    # the send queued its write: under load a write waits for the transactions before it, and
+    # counting that wait as part of the round trip made slots look too late to use (a third
+    # of the sends with 16 campaigns on 4 numbers on a loaded box: bench/RESULTS.md).
+    asked: float
 
 
 _POSTGRES_TAKE = text(
@@ -92,11 +98,12 @@ _POSTGRES_NOW = text("SELECT extract(epoch FROM clock_timestamp())::float8")
 def pass_slot(connection: Connection) -> Slot:
     """The answer of a full second, the store's clock read but nothing counted: for a waiting
     send that lets sends of a higher priority go first (`PriorityWaits.yields`)."""
+    asked = time.monotonic()
     if connection.dialect.name == "postgresql":
         now = float(connection.execute(_POSTGRES_NOW).scalar_one())
     else:
         now = time.time()
-    return _slot(now, won=False)
+    return _slot(now, won=False, asked=asked)
 
 
 def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
@@ -106,6 +113,7 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
     commits, so a transaction taking slots of several numbers takes them in one order: see
     activities/grouped_writes.py `Then`; SQLite has one writer at a time)."""
     per_second = max(1, math.floor(rate))
+    asked = time.monotonic()
     if connection.dialect.name == "postgresql":
         row = connection.execute(
             _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second, "ahead": AHEAD_SECONDS}
@@ -117,7 +125,7 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
             _SQLITE_TAKE,
             {"number": phone_number_id, "second": _second(now), "rate": per_second},
         ).scalar_one_or_none()
-    slot = _slot(now, won=used is not None)
+    slot = _slot(now, won=used is not None, asked=asked)
     if used == 1:  # the first send of a new second: drop the number's old seconds
         before = slot.second - KEEP_SECONDS
         connection.execute(_PRUNE, {"number": phone_number_id, "before": before})
@@ -129,9 +137,9 @@ def _second(now: float) -> int:
     return math.floor(now + AHEAD_SECONDS)
 
 
-def _slot(now: float, *, won: bool) -> Slot:
+def _slot(now: float, *, won: bool, asked: float) -> Slot:
     second = _second(now)
-    return Slot(won=won, second=second, left=second + 1 - now)
+    return Slot(won=won, second=second, left=second + 1 - now, asked=asked)
 
 
 class PriorityWaits:
