@@ -184,8 +184,8 @@ class CampaignDispatch(CampaignLifecycle):
                     or (
                         self._refresh_by_progress
                         and (
-                            self._refresh_is_due()
-                            or self._dispatch_blocked_until() != blocked_until
+                            self._dispatch_blocked_until() != blocked_until
+                            or self._refresh_due_by_progress()
                         )
                     )
                 ),
@@ -338,10 +338,19 @@ class CampaignDispatch(CampaignLifecycle):
     def _refresh_is_due(self) -> bool:
         if self._last_refresh is None:
             return True
-        since = workflow.now() - self._last_refresh
         if self._refresh_by_progress and self._pending and self._dispatch_blocked_until() is None:
-            return refresh_while_sending_due(since, self._s.settled - self._settled_at_refresh)
-        return since >= self._refresh_interval()
+            return self._refresh_due_by_progress()
+        return workflow.now() - self._last_refresh >= self._refresh_interval()
+
+    def _refresh_due_by_progress(self) -> bool:
+        """While this workflow sends its messages (`refresh_while_sending_due`). Decides no
+        patch, unlike `_refresh_interval`: it is called from wait conditions."""
+        if not self._pending or self._last_refresh is None:
+            return False
+        if self._dispatch_blocked_until() is not None:
+            return False
+        since = workflow.now() - self._last_refresh
+        return refresh_while_sending_due(since, self._s.settled - self._settled_at_refresh)
 
     async def _refresh_due(self) -> bool:
         """Re-read counts from the store when due; True if it did (the loop re-checks state)."""
