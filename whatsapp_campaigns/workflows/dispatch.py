@@ -324,9 +324,9 @@ class CampaignDispatch(CampaignLifecycle):
         only while the counts still change, so that waiting does not fill the history. The
         longest wait: a campaign sending its own messages re-reads sooner by progress
         (`_refresh_is_due`)."""
+        if self._sending_by_progress():
+            return REFRESH_WHILE_SENDING_SLOWLY
         if self._dispatch_blocked_until() is None and self._sending_now():
-            if self._refresh_by_progress and self._pending:
-                return REFRESH_WHILE_SENDING_SLOWLY
             return REFRESH_WHILE_SENDING
         if not workflow.patched(REFRESH_BACKOFF_PATCH):
             return REFRESH_WHILE_WAITING
@@ -335,19 +335,25 @@ class CampaignDispatch(CampaignLifecycle):
     def _sending_now(self) -> bool:
         return bool(self._pending)
 
+    def _sending_by_progress(self) -> bool:
+        """This workflow sends its own messages, and re-reads its counts by progress."""
+        return (
+            self._refresh_by_progress
+            and bool(self._pending)
+            and self._dispatch_blocked_until() is None
+        )
+
     def _refresh_is_due(self) -> bool:
         if self._last_refresh is None:
             return True
-        if self._refresh_by_progress and self._pending and self._dispatch_blocked_until() is None:
+        if self._sending_by_progress():
             return self._refresh_due_by_progress()
         return workflow.now() - self._last_refresh >= self._refresh_interval()
 
     def _refresh_due_by_progress(self) -> bool:
-        """While this workflow sends its messages (`refresh_while_sending_due`). Decides no
-        patch, unlike `_refresh_interval`: it is called from wait conditions."""
-        if not self._pending or self._last_refresh is None:
-            return False
-        if self._dispatch_blocked_until() is not None:
+        """While sending by progress (`refresh_while_sending_due`). Decides no patch, unlike
+        `_refresh_interval`: it is called from wait conditions."""
+        if self._last_refresh is None or not self._sending_by_progress():
             return False
         since = workflow.now() - self._last_refresh
         return refresh_while_sending_due(since, self._s.settled - self._settled_at_refresh)
