@@ -437,16 +437,22 @@ def _most_sends_in_flight(history: WorkflowHistory) -> int:
     return most
 
 
-async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) -> None:
-    # The number sends 1,000 msg/s: alone, a campaign keeps 500 sends in flight; with 24 other
-    # campaigns sending on it, a 25th of that.
-    for _ in range(24):
+def _campaigns_sending_on_the_number(engine: Engine, count: int, **policy: float) -> None:
+    """`count` other campaigns sending on the sandbox number, with `policy` (e.g. weight=6)."""
+    for _ in range(count):
         seed_campaign(
             engine.db,
             SANDBOX_ACCOUNT_ID,
             status=CampaignStatus.SENDING,
             sender=SANDBOX_SENDER.phone_number_id,
+            policy=policy or None,
         )
+
+
+async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) -> None:
+    # The number sends 1,000 msg/s: alone, a campaign keeps 500 sends in flight; with 24 other
+    # campaigns sending on it, a 25th of that.
+    _campaigns_sending_on_the_number(engine, 24)
     campaign_id = await engine.campaign(ordinary_numbers(60))
     handle = await engine.start(campaign_id)
 
@@ -462,14 +468,7 @@ async def test_campaigns_sending_on_one_number_share_its_window_by_their_weights
 ) -> None:
     # The number sends 1,000 msg/s (a window of 500). Four campaigns of weight 6 send on it:
     # this one, of weight 1, keeps 1/25 of the window in flight (a fifth by count).
-    for _ in range(4):
-        seed_campaign(
-            engine.db,
-            SANDBOX_ACCOUNT_ID,
-            status=CampaignStatus.SENDING,
-            sender=SANDBOX_SENDER.phone_number_id,
-            policy={"weight": 6},
-        )
+    _campaigns_sending_on_the_number(engine, 4, weight=6)
     campaign_id = await engine.campaign(ordinary_numbers(60), policy=CampaignPolicy(weight=1))
     handle = await engine.start(campaign_id)
 
