@@ -420,6 +420,59 @@ async def test_the_editor_keeps_the_form_and_says_why_it_did_not_save(
     assert no_name.status_code == 422 and "Not saved: name:" in no_name.text
 
 
+async def test_the_editor_opens_a_draft_without_an_audience(
+    db: Database, dashboard: httpx.AsyncClient
+) -> None:
+    campaign_id = make_campaign(db, "No audience yet", audience=False)
+    editor = await dashboard.get(f"/dashboard/campaigns/{campaign_id}/edit")
+    assert editor.status_code == 200
+    assert "Add an audience to preview the message" in editor.text
+
+
+async def test_the_editor_sets_the_campaigns_share_of_its_number_and_its_partitions(
+    db: Database, dashboard: httpx.AsyncClient
+) -> None:
+    new = await dashboard.get("/dashboard/campaigns/new")
+    assert 'name="weight"' in new.text and 'name="send_partitions"' in new.text
+    answer = await dashboard.post(
+        "/dashboard/campaigns/new",
+        data={
+            "csrf_token": csrf_token(new.text),
+            "name": "Big launch",
+            "template": "order_update:en",
+            "sender": SANDBOX_SENDER.phone_number_id,
+            "weight": "2.5",
+            "send_partitions": "4",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    campaign_id = answer.headers["location"].split("/")[3]
+    policy = campaigns.get_campaign(db, campaign_id).policy
+    assert (policy.weight, policy.send_partitions) == (2.5, 4)
+    editor = await dashboard.get(answer.headers["location"])
+    assert 'value="2.5"' in editor.text and 'value="4"' in editor.text
+
+
+async def test_the_editor_refuses_a_share_or_partitions_out_of_range_and_keeps_the_form(
+    db: Database, dashboard: httpx.AsyncClient
+) -> None:
+    new = await dashboard.get("/dashboard/campaigns/new")
+    form = {
+        "csrf_token": csrf_token(new.text),
+        "name": "Too many",
+        "template": "order_update:en",
+        "sender": SANDBOX_SENDER.phone_number_id,
+    }
+    partitions = await dashboard.post(
+        "/dashboard/campaigns/new", data=form | {"send_partitions": "33"}
+    )
+    assert partitions.status_code == 422
+    assert "Not saved: send_partitions:" in partitions.text and 'value="33"' in partitions.text
+    weight = await dashboard.post("/dashboard/campaigns/new", data=form | {"weight": "lots"})
+    assert weight.status_code == 422 and "Not saved: weight:" in weight.text
+    assert campaigns.list_campaigns(db, ACCOUNT, search="Too many")[1] == 0  # nothing saved
+
+
 async def test_a_running_campaign_cannot_be_edited(
     db: Database, dashboard: httpx.AsyncClient
 ) -> None:

@@ -34,6 +34,7 @@ from whatsapp_campaigns.domain.models import (
     Recipient,
     Template,
 )
+from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.templates import Problem, check_values, merge_values
 from whatsapp_campaigns.domain.transitions import CampaignAction, allowed_actions
 from whatsapp_campaigns.starter.errors import CampaignNotFound, CampaignRefused
@@ -61,6 +62,10 @@ class DraftForm:
     region: str = ""
     audience_name: str = ""
     variables: str = ""  # fixed template values, one KEY=VALUE a line
+    # Policy fields, as typed (validated with the policy on save): the campaign's share of its
+    # number against the other campaigns on it, and its sending partitions (docs/scaling.md).
+    weight: str = "1"
+    send_partitions: str = "1"
 
     @classmethod
     def of(cls, campaign: Campaign) -> "DraftForm":
@@ -71,6 +76,18 @@ class DraftForm:
             audience_id=campaign.audience_id or "",
             timezone=campaign.timezone,
             variables="\n".join(f"{k}={v}" for k, v in campaign.variables.items()),
+            weight=f"{campaign.policy.weight:g}",
+            send_partitions=str(campaign.policy.send_partitions),
+        )
+
+    def policy(self, base: CampaignPolicy) -> CampaignPolicy:
+        """`base` with the form's policy fields; ValidationError names a field out of range."""
+        return CampaignPolicy.model_validate(
+            base.model_dump()
+            | {
+                "weight": self.weight.strip() or "1",
+                "send_partitions": self.send_partitions.strip() or "1",
+            }
         )
 
     def fixed_values(self) -> dict[str, str]:
@@ -145,8 +162,8 @@ async def _audience_context(
     """The audience's import report and a preview for one of its first recipients."""
     db = get_db(request)
     audience = await find_audience(db, campaign.audience_id)
-    if audience is None:
-        return {"audience": None}
+    if audience is None:  # (the page says how to add one)
+        return {"audience": None, "preview": None, "problems": [], "sample": []}
     invalid_rows: list[InvalidRow] = await asyncio.to_thread(
         audiences.get_invalid_rows, db, audience.id
     )
@@ -182,6 +199,8 @@ def draft_form(
     region: Annotated[str, Form()] = "",
     audience_name: Annotated[str, Form()] = "",
     variables: Annotated[str, Form()] = "",
+    weight: Annotated[str, Form()] = "1",
+    send_partitions: Annotated[str, Form()] = "1",
 ) -> DraftForm:
     """The draft editor's fields, posted by both "new" and "edit"."""
     return DraftForm(
@@ -194,6 +213,8 @@ def draft_form(
         region,
         audience_name,
         variables[:10_000],
+        weight[:20],
+        send_partitions[:20],
     )
 
 
@@ -278,7 +299,7 @@ async def _save_draft(
                 f"{imported.duplicates:,} duplicates, {imported.suppressed:,} opted out."
             )
         template_name, language = form.template_key()
-        policy = None
+        policy = CampaignPolicy()
         if campaign_id is not None:
             policy = (await owned_campaign(db, campaign_id, session)).policy
         draft = CampaignDraft(
@@ -289,7 +310,7 @@ async def _save_draft(
             audience_id=form.audience_id or None,
             timezone=form.timezone.strip() or "UTC",
             variables=form.fixed_values(),
-            **({"policy": policy} if policy is not None else {}),
+            policy=form.policy(policy),
         )
         client = await campaigns_client(request)
         if campaign_id is None:
