@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from tests.engine_harness import (
     Engine,
@@ -22,6 +22,7 @@ from tests.engine_harness import (
     wait_for_sends,
 )
 from tests.servers import temporal_dev_server
+from whatsapp_campaigns.activities.campaign_watch import CampaignWatch
 from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -166,6 +167,37 @@ async def test_cancelling_a_partitioned_campaign_cancels_what_its_partitions_had
     assert cancelled > 0 and cancelled + len(sent_once(engine)) == len(phones)
     assert final.counts.get(MessageStatus.CANCELLED) == cancelled
     assert await partition_statuses(engine, campaign_id, 3) == {WorkflowExecutionStatus.COMPLETED}
+
+
+async def test_the_partitions_of_a_terminated_campaign_stop_sending(live_engine: Engine) -> None:
+    engine = live_engine
+    engine.emulator.latency = 0.02
+    phones = ordinary_numbers(3000)
+    campaign_id = await engine.campaign(phones, policy=partitioned(3))
+    handle = await engine.start(campaign_id)
+    await wait_for_sends(engine, 40)
+
+    await handle.terminate(reason="operator stopped it in the Temporal UI")
+    # Each partition notices on its next count-refresh tick (5 s while sending fast).
+    for _ in range(int(45 / 0.5)):
+        if await partition_statuses(engine, campaign_id, 3) == {WorkflowExecutionStatus.COMPLETED}:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError("partitions still running 45 s after their campaign ended")
+    sent = len(sent_once(engine))
+    await asyncio.sleep(1.5)
+    assert len(engine.emulator.accepted_sends) == sent < len(phones)
+
+
+async def test_a_workflow_that_does_not_exist_is_not_a_running_campaign(
+    dev_server: WorkflowEnvironment,
+) -> None:
+    watch = CampaignWatch(dev_server.client)
+    running = await ActivityEnvironment().run(
+        watch.campaign_workflow_running, "campaign-that-never-was"
+    )
+    assert running is False
 
 
 async def test_failures_seen_by_the_partitions_auto_pause_the_campaign(

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from whatsapp_campaigns import tracing
 from whatsapp_campaigns.activities.campaign import CampaignActivities
+from whatsapp_campaigns.activities.campaign_watch import CampaignWatch
 from whatsapp_campaigns.activities.sending import SendActivities
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.metrics import make_runtime, start_worker_metrics
@@ -103,6 +104,7 @@ def build_workers(
             lifecycle.count_messages,
             lifecycle.finish_pending,
             lifecycle.release_credits,
+            CampaignWatch(client).campaign_workflow_running,  # asked by send partitions
             sending.send_message,  # run here as a local activity in local_activity mode
         ],
         activity_executor=executor,

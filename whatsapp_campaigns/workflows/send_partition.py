@@ -21,6 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from whatsapp_campaigns.activities.campaign_watch import CampaignWatch
     from whatsapp_campaigns.domain.engine import (
         CampaignInput,
         PartitionInput,
@@ -33,6 +34,11 @@ with workflow.unsafe.imports_passed_through():
     from whatsapp_campaigns.domain.statuses import CampaignStatus
 
 from whatsapp_campaigns.workflows.dispatch import CampaignDispatch
+from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS
+
+# Partitions check on their refresh rhythm that their campaign's workflow still runs
+# (`_refresh_counts`). Histories from before it replay without the check.
+CAMPAIGN_WATCH_PATCH = "partition-watches-its-campaign"
 
 
 def partition_workflow_id(campaign_workflow_id: str, partition: int) -> str:
@@ -123,8 +129,27 @@ class SendPartitionWorkflow(CampaignDispatch):
     # ------------------------------------------------------------------ the dispatch loop
 
     async def _refresh_counts(self) -> None:
-        """The campaign reads the counts; a partition only keeps its refresh rhythm."""
+        """The campaign reads the counts; a partition keeps the rhythm to check that its
+        campaign's workflow still runs: one an operator terminated does not close its
+        abandoned partitions, which stop sending here (the messages they did not send stay
+        queued in the store, as the terminated campaign's own would)."""
         self._last_refresh = workflow.now()
+        if self._s.status.is_terminal or not workflow.patched(CAMPAIGN_WATCH_PATCH):
+            return
+        campaign_workflow_id = self._input.campaign_workflow_id
+        running = await workflow.execute_activity_method(
+            CampaignWatch.campaign_workflow_running, campaign_workflow_id, **CONTROL_OPTIONS
+        )
+        if not running:
+            workflow.logger.warning(
+                "partition %d of campaign %s: the campaign's workflow %s is closed: "
+                "the partition stops sending",
+                self._partition,
+                self._campaign_id,
+                campaign_workflow_id,
+            )
+            self._s.status = CampaignStatus.CANCELLED
+            self._set_details()
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
