@@ -83,6 +83,11 @@ async def serve_campaigns(args: argparse.Namespace, stop: asyncio.Event) -> None
 
 
 async def serve_fanout(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    # As the project's workers do (build_workers), so that both pay the same SDK costs. (Here,
+    # not at the top: a --compare-with copy of the package may predate the module.)
+    from whatsapp_campaigns.workers import sandbox_contexts
+
+    sandbox_contexts.install()
     client = await Client.connect(args.address)
     workers = [Worker(client, task_queue=args.task_queue, workflows=[fanout.BareFanout])]
     fanout.NOOP_SEND_SECONDS = args.latency

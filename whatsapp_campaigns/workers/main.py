@@ -32,6 +32,7 @@ from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
+from whatsapp_campaigns.workers import sandbox_contexts
 from whatsapp_campaigns.workers.queue_rates import QueueRates
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
@@ -73,6 +74,7 @@ def build_workers(
     """The campaign worker plus one send worker per sender number in use: the store's numbers,
     re-read every CAMPAIGNS_SENDER_REFRESH_SECONDS (or exactly `senders`, for tests and
     benchmarks)."""
+    sandbox_contexts.install()  # a fifth of the worker's CPU per message (sandbox_contexts.py)
     executor = ThreadPoolExecutor(
         max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="campaign-activity"
     )
