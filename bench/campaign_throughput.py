@@ -162,6 +162,7 @@ class RunResult:
             "send_backlog_median": (
                 statistics.median(self.backlog_samples) if self.backlog_samples else None
             ),
+            "send_backlog_samples": self.backlog_samples,  # every 2 s, in order
             "server_per_message": {
                 k: round(v / self.messages, 4)
                 for k, v in sorted(self.server_counters.items(), key=lambda kv: -kv[1])
