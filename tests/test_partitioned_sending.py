@@ -9,9 +9,10 @@ cancel and the guard on the real dev server with the store on SQLite and Postgre
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from tests.engine_harness import (
@@ -121,15 +122,23 @@ async def live_engine(dev_server: WorkflowEnvironment, db_url: str) -> AsyncIter
         yield running
 
 
+async def sending_partitioned(
+    engine: Engine, recipients: int, k: int
+) -> tuple[list[str], str, WorkflowHandle[Any, Any]]:
+    """A campaign of `recipients` through `k` partitions, started and under way (40 sent)."""
+    engine.emulator.latency = 0.02
+    phones = ordinary_numbers(recipients)
+    campaign_id = await engine.campaign(phones, policy=partitioned(k))
+    handle = await engine.start(campaign_id)
+    await wait_for_sends(engine, 40)
+    return phones, campaign_id, handle
+
+
 async def test_pausing_a_partitioned_campaign_stops_every_partition_within_a_second(
     live_engine: Engine,
 ) -> None:
     engine = live_engine
-    engine.emulator.latency = 0.02
-    phones = ordinary_numbers(600)
-    campaign_id = await engine.campaign(phones, policy=partitioned(4))
-    handle = await engine.start(campaign_id)
-    await wait_for_sends(engine, 40)
+    phones, _, handle = await sending_partitioned(engine, 600, 4)
 
     paused = await handle.execute_update(
         "request_pause", {"reason": "check copy", "by": "ops"}, result_type=Progress
@@ -152,11 +161,7 @@ async def test_cancelling_a_partitioned_campaign_cancels_what_its_partitions_had
     live_engine: Engine,
 ) -> None:
     engine = live_engine
-    engine.emulator.latency = 0.02
-    phones = ordinary_numbers(600)
-    campaign_id = await engine.campaign(phones, policy=partitioned(3))
-    handle = await engine.start(campaign_id)
-    await wait_for_sends(engine, 40)
+    phones, campaign_id, handle = await sending_partitioned(engine, 600, 3)
 
     await handle.signal("cancel", {"reason": "wrong audience", "by": "ops"})
     final = await handle.result()
@@ -171,11 +176,7 @@ async def test_cancelling_a_partitioned_campaign_cancels_what_its_partitions_had
 
 async def test_the_partitions_of_a_terminated_campaign_stop_sending(live_engine: Engine) -> None:
     engine = live_engine
-    engine.emulator.latency = 0.02
-    phones = ordinary_numbers(3000)
-    campaign_id = await engine.campaign(phones, policy=partitioned(3))
-    handle = await engine.start(campaign_id)
-    await wait_for_sends(engine, 40)
+    phones, campaign_id, handle = await sending_partitioned(engine, 3000, 3)
 
     await handle.terminate(reason="operator stopped it in the Temporal UI")
     # Each partition notices on its next count-refresh tick (5 s while sending fast).

@@ -92,18 +92,21 @@ async def run_echo(dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPa
     return Run(contexts=seen, sandbox_code_runs=runs)
 
 
-def use_the_sdks_own_way(monkeypatch: pytest.MonkeyPatch) -> None:
+async def run_echo_both_ways(
+    dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Run, Run]:
+    """The same workflow with the contexts read directly, then the SDK's own way."""
+    assert sandbox_contexts.install()
+    direct = await run_echo(dev_server, monkeypatch)
     for name in ASKS:
         monkeypatch.setattr(_runner._Instance, name, getattr(_runner._Instance, name).__wrapped__)
+    return direct, await run_echo(dev_server, monkeypatch)
 
 
 async def test_a_payload_codec_sees_the_same_contexts_as_the_sdks_own_way_gives(
     dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert sandbox_contexts.install()
-    direct = await run_echo(dev_server, monkeypatch)
-    use_the_sdks_own_way(monkeypatch)
-    sdk_way = await run_echo(dev_server, monkeypatch)
+    direct, sdk_way = await run_echo_both_ways(dev_server, monkeypatch)
 
     assert direct.contexts == sdk_way.contexts
     activity_input = ActivitySerializationContext(
@@ -121,10 +124,7 @@ async def test_a_payload_codec_sees_the_same_contexts_as_the_sdks_own_way_gives(
 async def test_contexts_are_read_without_running_code_in_the_sandbox(
     dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert sandbox_contexts.install()
-    direct = await run_echo(dev_server, monkeypatch)
-    use_the_sdks_own_way(monkeypatch)
-    sdk_way = await run_echo(dev_server, monkeypatch)
+    direct, sdk_way = await run_echo_both_ways(dev_server, monkeypatch)
 
     # The SDK's way runs code for each activation and for each context; the direct way only
     # for the activations (here: start, activity result, and the workflow's eviction).

@@ -76,7 +76,7 @@ class DraftForm:
             audience_id=campaign.audience_id or "",
             timezone=campaign.timezone,
             variables="\n".join(f"{k}={v}" for k, v in campaign.variables.items()),
-            weight=f"{campaign.policy.weight:g}",
+            weight=repr(campaign.policy.weight).removesuffix(".0"),  # "2.5", "1": as typed
             send_partitions=str(campaign.policy.send_partitions),
         )
 
