@@ -131,8 +131,8 @@ class SendPartitionWorkflow(CampaignDispatch):
     async def _refresh_counts(self) -> None:
         """The campaign reads the counts; a partition keeps the rhythm to check that its
         campaign's workflow still runs: one an operator terminated does not close its
-        abandoned partitions, which stop sending here (the messages they did not send stay
-        queued in the store, as the terminated campaign's own would)."""
+        abandoned partitions, which stop sending here (the messages they did not send keep
+        their status in the store, as the terminated campaign's own would)."""
         self._last_refresh = workflow.now()
         if self._s.status.is_terminal or not workflow.patched(CAMPAIGN_WATCH_PATCH):
             return
