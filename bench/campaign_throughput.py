@@ -581,6 +581,14 @@ async def main_async(
     return {"machine": machine, "runs": [r.row() for r in results], "summary": summarize(results)}
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    """`--dynamic-config`'s KEY=VALUE, or argparse's usage error naming what was given."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=10_000, help="in all, split evenly")
@@ -618,13 +626,14 @@ def main() -> None:
         "--dynamic-config",
         action="append",
         default=[],
+        type=_key_value,
         metavar="KEY=VALUE",
         help="the dev server's dynamic config: replaces the dev stack's value of KEY, or adds it "
         "(repeatable; e.g. matching.enableFairness=false)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    dynamic_config = dict(item.split("=", 1) for item in args.dynamic_config)
+    dynamic_config = dict(args.dynamic_config)
     opts = Options(
         recipients=args.recipients,
         campaigns=args.campaigns,
