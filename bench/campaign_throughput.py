@@ -14,7 +14,9 @@ that the CPU seconds of the workers and of the Temporal server are read from /pr
 this driver's. `--campaigns N` workflows split `--recipients` between them, over `--numbers M`
 sender numbers at 1,000 msg/s each. Printed per run: messages/s, history events per message,
 CPU seconds per 1,000 messages (workers, server), worker RSS, workflow-task timeouts and
-failures, each campaign's share of the sends, and per message what the server's metrics
+failures, each campaign's share of the sends (and, with `--json`, when each workflow finished
+and each number's backlog every 2 s: `finish_seconds`, `send_backlog_samples_by_number`),
+and per message what the server's metrics
 counted (`server_per_message`: persistence operations and their seconds by operation, tasks
 handed out by matching, in all and at once, and requests by API); then medians and the
 campaign/bare ratio. `--dynamic-config KEY=VALUE` changes the dev server's configuration.
@@ -134,8 +136,10 @@ class RunResult:
     trouble: dict[str, int]
     events_by_type: dict[str, float]
     shares: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)  # seconds, each workflow
     pause_to_quiet: float | None = None
-    backlog_samples: list[int] = field(default_factory=list)
+    backlog_samples: list[int] = field(default_factory=list)  # all the send queues
+    backlog_by_number: list[list[int]] = field(default_factory=list)  # each number's queue
     server_counters: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -157,12 +161,14 @@ class RunResult:
             "trouble": self.trouble,
             "events_per_message_by_type": self.events_by_type,
             "shares_at_first_finish": [round(s, 3) for s in self.shares],
+            "finish_seconds": [round(f, 1) for f in self.finished],
             "pause_to_quiet_seconds": self.pause_to_quiet,
             "send_backlog_max": max(self.backlog_samples, default=None),
             "send_backlog_median": (
                 statistics.median(self.backlog_samples) if self.backlog_samples else None
             ),
             "send_backlog_samples": self.backlog_samples,  # every 2 s, in order
+            "send_backlog_samples_by_number": self.backlog_by_number,
             "server_per_message": {
                 k: round(v / self.messages, 4)
                 for k, v in sorted(self.server_counters.items(), key=lambda kv: -kv[1])
@@ -205,11 +211,11 @@ async def history_figures(
     return events, runs, trouble, dict(by_type.most_common())
 
 
-async def sample_backlog(client: Client, queues: Sequence[str], samples: list[int]) -> None:
-    """Every 2 s until cancelled: the sends scheduled on the sender queues that no worker has
+async def sample_backlog(client: Client, queues: Sequence[str], samples: list[list[int]]) -> None:
+    """Every 2 s until cancelled: the sends scheduled on each sender queue that no worker has
     taken yet (the server's approximate backlog, which the dev server keeps in its SQLite)."""
     while True:
-        total = 0
+        sample = []
         for queue in queues:
             response = await client.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(
@@ -219,9 +225,22 @@ async def sample_backlog(client: Client, queues: Sequence[str], samples: list[in
                     report_stats=True,
                 )
             )
-            total += response.stats.approximate_backlog_count
-        samples.append(total)
+            sample.append(response.stats.approximate_backlog_count)
+        samples.append(sample)
         await asyncio.sleep(2.0)
+
+
+@dataclass
+class Watched:
+    """What `watch` saw: sending seconds (paused time excluded), the shares of the sends when
+    the first workflow finished, the workers' RSS samples, the seconds spent paused by
+    `on_progress`, and when (sending seconds) each workflow finished, in the handles' order."""
+
+    seconds: float
+    shares: list[float]
+    rss_samples: list[float]
+    paused: float
+    finished: list[float]
 
 
 async def watch(
@@ -229,14 +248,19 @@ async def watch(
     worker_pids: Sequence[int],
     sent_counts: Callable[[], Awaitable[list[int]]],
     on_progress: Callable[[int], Awaitable[float]] | None = None,
-) -> tuple[float, list[float], list[float], float]:
-    """Wait for every workflow; returns (sending seconds, shares of the sends when the first
-    one finished, RSS samples of the workers, seconds spent paused by `on_progress`)."""
-    results = [asyncio.ensure_future(h.result()) for h in handles]
+) -> Watched:
+    """Wait for every workflow, printing progress every 5 s."""
     started = time.monotonic()
     rss_samples: list[float] = []
     shares: list[float] = []
     excluded = 0.0
+
+    async def finish(handle: WorkflowHandle[Any, Any]) -> float:
+        """When the workflow finished, in sending seconds; raises if it failed."""
+        await handle.result()
+        return time.monotonic() - started - excluded
+
+    results = [asyncio.ensure_future(finish(h)) for h in handles]
     last_report = 0.0
     while not all(r.done() for r in results):
         await asyncio.wait(results, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
@@ -247,16 +271,19 @@ async def watch(
             last_report = time.monotonic()
             rss_samples.append(sum(rss_mib(pid) for pid in worker_pids))
             sent = sum(await sent_counts())
-            rate = sent / max(0.001, time.monotonic() - started - excluded)
-            print(f"    {sent:>8,} sent  {rate:6.0f} msg/s  workers' rss {rss_samples[-1]:.0f} MiB")
+            seconds = time.monotonic() - started - excluded
+            rate = sent / max(0.001, seconds)
+            print(
+                f"    {seconds:5.0f} s {sent:>8,} sent  {rate:6.0f} msg/s"
+                f"  workers' rss {rss_samples[-1]:.0f} MiB"
+            )
             if on_progress is not None:
                 excluded += await on_progress(sent)
     elapsed = time.monotonic() - started - excluded
-    for r in results:
-        r.result()  # raises if a workflow failed
-    if not shares:
-        shares = [1.0]
-    return elapsed, shares, rss_samples, excluded
+    finished = [r.result() for r in results]  # raises if a workflow failed
+    if len(results) > 1:
+        print(f"    workflows finished between {min(finished):.1f} and {max(finished):.1f} s")
+    return Watched(elapsed, shares or [1.0], rss_samples, excluded, finished)
 
 
 async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult:
@@ -310,14 +337,12 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
                 counts.append(done_at.get(i, 0))
             return counts
 
-        elapsed, shares, rss, _ = await watch(handles, pids, sent_counts)
+        watched = await watch(handles, pids, sent_counts)
         cpu = meter.seconds()
         counters = server_meter.since()
     finally:
         stop_workers(workers)
-    result = await run_result(
-        "bare fan-out", client, handles, log_dir, opts, elapsed, cpu, rss, shares
-    )
+    result = await run_result("bare fan-out", client, handles, log_dir, opts, watched, cpu)
     result.server_counters = counters
     return result
 
@@ -328,10 +353,8 @@ async def run_result(
     handles: Sequence[WorkflowHandle[Any, Any]],
     log_dir: Path,
     opts: Options,
-    elapsed: float,
+    watched: Watched,
     cpu: dict[str, float],
-    rss: list[float],
-    shares: list[float],
     pause_to_quiet: float | None = None,
     more_workflow_ids: Sequence[str] = (),
 ) -> RunResult:
@@ -343,15 +366,16 @@ async def run_result(
     return RunResult(
         kind=kind,
         messages=opts.recipients,
-        seconds=elapsed,
+        seconds=watched.seconds,
         events=events,
         runs=runs,
         cpu=cpu,
-        peak_rss_mib=max(rss, default=0.0),
-        rss_samples_mib=rss,
+        peak_rss_mib=max(watched.rss_samples, default=0.0),
+        rss_samples_mib=watched.rss_samples,
         trouble=trouble,
         events_by_type={k: round(v / opts.recipients, 3) for k, v in by_type.items()},
-        shares=shares if opts.campaigns > 1 else [],
+        shares=watched.shares if opts.campaigns > 1 else [],
+        finished=watched.finished if opts.campaigns > 1 else [],
         pause_to_quiet=pause_to_quiet,
     )
 
@@ -419,7 +443,7 @@ async def run_campaigns(
         )
         pids = [w.pid for w in workers]
         pause_to_quiet: float | None = None
-        backlog: list[int] = []
+        backlog: list[list[int]] = []
         queues = [send_task_queue(settings.task_queue, n) for n in opts.sender_numbers]
         sampler = asyncio.create_task(sample_backlog(client, queues, backlog))
         try:
@@ -452,7 +476,7 @@ async def run_campaigns(
                 await operator.resume(campaign_ids[0], by="bench")
                 return time.monotonic() - paused_at
 
-            elapsed, shares, rss, _ = await watch(handles, pids, sent_counts, pause_once)
+            watched = await watch(handles, pids, sent_counts, pause_once)
             cpu = meter.seconds()
             counters = server_meter.since()
             final = await asyncio.to_thread(_sent_counts, db, campaign_ids)
@@ -475,14 +499,13 @@ async def run_campaigns(
         handles,
         log_dir,
         opts,
-        elapsed,
+        watched,
         cpu,
-        rss,
-        shares,
         pause_to_quiet,
         partition_ids,
     )
-    result.backlog_samples = backlog
+    result.backlog_samples = [sum(sample) for sample in backlog]
+    result.backlog_by_number = [list(number) for number in zip(*backlog, strict=True)]
     result.server_counters = counters
     return result
 

@@ -18,7 +18,11 @@ from prometheus_client import REGISTRY
 from pydantic import AliasChoices
 
 import whatsapp_campaigns.metrics  # noqa: F401  (registers the business metrics)
-from whatsapp_campaigns.processes import BUFFERED_EVENTS_PER_WORKFLOW, TEMPORAL_DYNAMIC_CONFIG
+from whatsapp_campaigns.processes import (
+    BUFFERED_EVENTS_PER_WORKFLOW,
+    EVENTS_CACHE_BYTES_PER_SHARD,
+    TEMPORAL_DYNAMIC_CONFIG,
+)
 from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
@@ -278,6 +282,15 @@ def test_deployed_server_buffers_as_many_events_per_workflow_as_the_dev_server()
     assert dev_server[key] == str(BUFFERED_EVENTS_PER_WORKFLOW)
 
 
+def test_deployed_server_caches_as_many_events_per_shard_as_the_dev_server() -> None:
+    """The sends in flight on a few shards start without reading their events back."""
+    config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
+    dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    key = "history.eventsCacheMaxSizeBytes"
+    assert config[key] == [{"value": EVENTS_CACHE_BYTES_PER_SHARD, "constraints": {}}]
+    assert dev_server[key] == str(EVENTS_CACHE_BYTES_PER_SHARD)
+
+
 def test_compose_migration_runs_db_upgrade() -> None:
     assert _service("migrate")["command"] == ["db", "upgrade"]
 
@@ -449,9 +462,14 @@ def test_helm_values_create_the_namespace_the_app_uses() -> None:
     assert namespaces["create"] and configured in {n["name"] for n in namespaces["namespace"]}
 
 
-def test_helm_values_turn_fairness_on_like_compose() -> None:
+def test_helm_values_set_the_dynamic_config_of_compose_with_an_events_cache_per_host() -> None:
+    """32 MiB for each of 512 shards could reach 16 GiB: one cache per history host instead."""
     dynamic = _yaml(HELM_VALUES)["server"]["dynamicConfig"]
-    assert dynamic == _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
+    host_cache = dynamic.pop("history.enableHostLevelEventsCache")
+    compose = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
+    del compose["history.eventsCacheMaxSizeBytes"]
+    assert dynamic == compose
+    assert host_cache == [{"value": True, "constraints": {}}]
 
 
 def test_k8s_app_points_at_the_helm_release_frontend() -> None:

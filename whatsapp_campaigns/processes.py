@@ -62,8 +62,13 @@ def port_ready(host: str, port: int) -> Callable[[], bool]:
 # partition per queue, so that a number's utility sends strictly go before its marketing ones;
 # and room for 1,000 events buffered while a campaign's workflow task is in flight (the default
 # 100 is 50 send completions: past it the server force-fails the task, and the worker replays
-# the run's history to redo it; docs/engine.md "Workflow tasks under a flood of completions").
+# the run's history to redo it; docs/engine.md "Workflow tasks under a flood of completions");
+# and an events cache per history shard that holds the scheduled events of the sends in flight
+# (the dev server has one shard: Temporal's default 512 KiB, ~1,000 events, is overflowed by
+# four numbers' windows, and each send's start then reads its event back from the database;
+# docs/engine.md "The events cache").
 BUFFERED_EVENTS_PER_WORKFLOW = 1000
+EVENTS_CACHE_BYTES_PER_SHARD = 32 * 1024 * 1024
 TEMPORAL_DYNAMIC_CONFIG = (
     *("--dynamic-config-value", "matching.enableFairness=true"),
     *("--dynamic-config-value", "matching.numTaskqueueReadPartitions=1"),
@@ -72,6 +77,7 @@ TEMPORAL_DYNAMIC_CONFIG = (
         "--dynamic-config-value",
         f"history.maximumBufferedEventsBatch={BUFFERED_EVENTS_PER_WORKFLOW}",
     ),
+    *("--dynamic-config-value", f"history.eventsCacheMaxSizeBytes={EVENTS_CACHE_BYTES_PER_SHARD}"),
 )
 
 
