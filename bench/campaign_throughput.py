@@ -262,8 +262,10 @@ async def watch(
 
     results = [asyncio.ensure_future(finish(h)) for h in handles]
     last_report = 0.0
-    while not all(r.done() for r in results):
-        await asyncio.wait(results, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+    while running := [r for r in results if not r.done()]:
+        # (the ones still running only: a finished one would make `wait` return at once, and
+        # this loop spin a core of the box the run is measured on until the last one finished)
+        await asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
         if not shares and any(r.done() for r in results):
             counts = await sent_counts()
             shares = [c / max(1, sum(counts)) for c in counts]
