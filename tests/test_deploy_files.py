@@ -260,10 +260,16 @@ def test_compose_temporal_loads_the_dynamic_config_with_fairness() -> None:
     assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
 
 
-def test_deployed_send_queues_have_one_partition_as_the_dev_server_does() -> None:
-    """Priority (utility before marketing on a number) is strict within one partition only."""
+def _deployed_and_dev_server_dynamic_config() -> tuple[dict[str, Any], dict[str, str]]:
+    """deploy/temporal/dynamicconfig.yaml, and the dev server's `KEY=VALUE` flags by key."""
     config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
     dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    return config, dev_server
+
+
+def test_deployed_send_queues_have_one_partition_as_the_dev_server_does() -> None:
+    """Priority (utility before marketing on a number) is strict within one partition only."""
+    config, dev_server = _deployed_and_dev_server_dynamic_config()
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         default = [rule["value"] for rule in config[key] if rule["constraints"] == {}]
         assert default == [1] and dev_server[key] == "1"
@@ -275,8 +281,7 @@ def test_deployed_send_queues_have_one_partition_as_the_dev_server_does() -> Non
 
 def test_deployed_server_buffers_as_many_events_per_workflow_as_the_dev_server() -> None:
     """A campaign's workflow task in flight is not force-failed by a flood of completions."""
-    config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
-    dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    config, dev_server = _deployed_and_dev_server_dynamic_config()
     key = "history.maximumBufferedEventsBatch"
     assert config[key] == [{"value": BUFFERED_EVENTS_PER_WORKFLOW, "constraints": {}}]
     assert dev_server[key] == str(BUFFERED_EVENTS_PER_WORKFLOW)
@@ -284,8 +289,7 @@ def test_deployed_server_buffers_as_many_events_per_workflow_as_the_dev_server()
 
 def test_deployed_server_caches_as_many_events_per_shard_as_the_dev_server() -> None:
     """The sends in flight on a few shards start without reading their events back."""
-    config = _yaml(DEPLOY / "temporal" / "dynamicconfig.yaml")
-    dev_server = dict(value.split("=", 1) for value in TEMPORAL_DYNAMIC_CONFIG if "=" in value)
+    config, dev_server = _deployed_and_dev_server_dynamic_config()
     key = "history.eventsCacheMaxSizeBytes"
     assert config[key] == [{"value": EVENTS_CACHE_BYTES_PER_SHARD, "constraints": {}}]
     assert dev_server[key] == str(EVENTS_CACHE_BYTES_PER_SHARD)
