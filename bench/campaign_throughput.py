@@ -15,11 +15,10 @@ this driver's. `--campaigns N` workflows split `--recipients` between them, over
 sender numbers at 1,000 msg/s each. Printed per run: messages/s, history events per message,
 CPU seconds per 1,000 messages (workers, server), worker RSS, workflow-task timeouts and
 failures, each campaign's share of the sends (and, with `--json`, when each workflow finished
-and each number's backlog every 2 s: `finish_seconds`, `send_backlog_samples_by_number`),
-and per message what the server's metrics
-counted (`server_per_message`: persistence operations and their seconds by operation, tasks
-handed out by matching, in all and at once, and requests by API); then medians and the
-campaign/bare ratio. `--dynamic-config KEY=VALUE` changes the dev server's configuration.
+and each number's backlog every 2 s: `finish_seconds`, `send_backlog_samples_by_number`), and
+per message what the server's metrics counted (`server_per_message`: persistence operations
+and their seconds by operation, tasks handed out by matching, in all and at once, and
+requests by API); then medians and the campaign/bare ratio. `--dynamic-config KEY=VALUE` changes the dev server's configuration.
 
     .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
     .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
