@@ -18,7 +18,8 @@ failures, each campaign's share of the sends (and, with `--json`, when each work
 and each number's backlog every 2 s: `finish_seconds`, `send_backlog_samples_by_number`), and
 per message what the server's metrics counted (`server_per_message`: persistence operations
 and their seconds by operation, tasks handed out by matching, in all and at once, and
-requests by API); then medians and the campaign/bare ratio. `--dynamic-config KEY=VALUE` changes the dev server's configuration.
+requests by API); then medians and the campaign/bare ratio. `--dynamic-config KEY=VALUE`
+changes the dev server's configuration.
 
     .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
     .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
