@@ -138,8 +138,8 @@ class RunResult:
     shares: list[float] = field(default_factory=list)
     finished: list[float] = field(default_factory=list)  # seconds, each workflow
     pause_to_quiet: float | None = None
-    backlog_samples: list[int] = field(default_factory=list)  # all the send queues
-    backlog_by_number: list[list[int]] = field(default_factory=list)  # each number's queue
+    # Every 2 s, in order: the backlog of each number's send queue.
+    backlog_samples: list[list[int]] = field(default_factory=list)
     server_counters: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -148,6 +148,7 @@ class RunResult:
 
     def row(self) -> dict[str, Any]:
         per_k = {k: round(v * 1000 / self.messages, 2) for k, v in self.cpu.items()}
+        backlog = [sum(sample) for sample in self.backlog_samples]  # all the send queues
         return {
             "kind": self.kind,
             "messages": self.messages,
@@ -163,12 +164,12 @@ class RunResult:
             "shares_at_first_finish": [round(s, 3) for s in self.shares],
             "finish_seconds": [round(f, 1) for f in self.finished],
             "pause_to_quiet_seconds": self.pause_to_quiet,
-            "send_backlog_max": max(self.backlog_samples, default=None),
-            "send_backlog_median": (
-                statistics.median(self.backlog_samples) if self.backlog_samples else None
-            ),
-            "send_backlog_samples": self.backlog_samples,  # every 2 s, in order
-            "send_backlog_samples_by_number": self.backlog_by_number,
+            "send_backlog_max": max(backlog, default=None),
+            "send_backlog_median": statistics.median(backlog) if backlog else None,
+            "send_backlog_samples": backlog,  # every 2 s, in order
+            "send_backlog_samples_by_number": [
+                list(number) for number in zip(*self.backlog_samples, strict=True)
+            ],
             "server_per_message": {
                 k: round(v / self.messages, 4)
                 for k, v in sorted(self.server_counters.items(), key=lambda kv: -kv[1])
@@ -233,13 +234,12 @@ async def sample_backlog(client: Client, queues: Sequence[str], samples: list[li
 @dataclass
 class Watched:
     """What `watch` saw: sending seconds (paused time excluded), the shares of the sends when
-    the first workflow finished, the workers' RSS samples, the seconds spent paused by
-    `on_progress`, and when (sending seconds) each workflow finished, in the handles' order."""
+    the first workflow finished, the workers' RSS samples, and when (sending seconds) each
+    workflow finished, in the handles' order."""
 
     seconds: float
     shares: list[float]
     rss_samples: list[float]
-    paused: float
     finished: list[float]
 
 
@@ -285,7 +285,7 @@ async def watch(
     finished = [r.result() for r in results]  # raises if a workflow failed
     if len(results) > 1:
         print(f"    workflows finished between {min(finished):.1f} and {max(finished):.1f} s")
-    return Watched(elapsed, shares or [1.0], rss_samples, excluded, finished)
+    return Watched(elapsed, shares or [1.0], rss_samples, finished)
 
 
 async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult:
@@ -506,8 +506,7 @@ async def run_campaigns(
         pause_to_quiet,
         partition_ids,
     )
-    result.backlog_samples = [sum(sample) for sample in backlog]
-    result.backlog_by_number = [list(number) for number in zip(*backlog, strict=True)]
+    result.backlog_samples = backlog
     result.server_counters = counters
     return result
 
