@@ -111,6 +111,12 @@ class Options:
     def sender_numbers(self) -> list[str]:
         return [f"bench-sender-{i}" for i in range(self.numbers)]
 
+    @property
+    def store_processes(self) -> dict[str, str]:
+        """The store's CPU, measured as the workers' and the server's (PostgreSQL only: the
+        bare fan-out uses no store, so its figure is what PostgreSQL does meanwhile)."""
+        return {"postgres": "postgres"} if self.postgres_url else {}
+
     def share(self, index: int) -> int:
         """Recipients of workflow `index`: an even split of --recipients."""
         base, extra = divmod(self.recipients, self.campaigns)
@@ -309,7 +315,7 @@ async def run_bare(server: DevServer, opts: Options, workdir: Path) -> RunResult
     )
     pids = [w.pid for w in workers]
     try:
-        meter = CpuMeter({"workers": pids, "server": [server.pid]})
+        meter = CpuMeter({"workers": pids, "server": [server.pid]}, named=opts.store_processes)
         server_meter = ServerMeter(server.metrics_url)
         handles = [
             await client.start_workflow(
@@ -449,7 +455,7 @@ async def run_campaigns(
         queues = [send_task_queue(settings.task_queue, n) for n in opts.sender_numbers]
         sampler = asyncio.create_task(sample_backlog(client, queues, backlog))
         try:
-            meter = CpuMeter({"workers": pids, "server": [server.pid]})
+            meter = CpuMeter({"workers": pids, "server": [server.pid]}, named=opts.store_processes)
             server_meter = ServerMeter(server.metrics_url)
             handles = [
                 await client.start_workflow(

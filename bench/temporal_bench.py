@@ -236,6 +236,21 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def named_cpu_seconds(prefix: str) -> float:
+    """User + system CPU time of every process whose name starts with `prefix` (PostgreSQL's
+    server and its backends, which come and go with connections)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            if stat[stat.index("(") + 1 : stat.rindex(")")].startswith(prefix):
+                fields = stat.rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def rss_mib(pid: int) -> float:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -245,14 +260,19 @@ def rss_mib(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes since the meter was made."""
+    """CPU seconds used by groups of processes since the meter was made: by process id and its
+    descendants (`groups`), or by process name (`named`: group -> name prefix)."""
 
-    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
+    def __init__(
+        self, groups: dict[str, Sequence[int]], *, named: dict[str, str] | None = None
+    ) -> None:
         self._groups = {name: list(pids) for name, pids in groups.items()}
+        self._named = dict(named or {})
         self._start = self._read()
 
     def _read(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self._groups.items()}
+        by_pid = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self._groups.items()}
+        return by_pid | {name: named_cpu_seconds(p) for name, p in self._named.items()}
 
     def seconds(self) -> dict[str, float]:
         now = self._read()
