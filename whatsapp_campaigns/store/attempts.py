@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, String, and_, bindparam, case, select, update
 from sqlalchemy.sql.dml import Update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.policy import CampaignPolicy
@@ -38,7 +38,6 @@ from whatsapp_campaigns.domain.statuses import (
 from whatsapp_campaigns.domain.templates import merge_values
 from whatsapp_campaigns.store import send_slots
 from whatsapp_campaigns.store.db import Database
-from whatsapp_campaigns.store.dml import IdIn
 from whatsapp_campaigns.store.messages import (
     STATUS_TIMESTAMP_COLUMN,
     given_up_before_accepted,
@@ -440,6 +439,7 @@ def record_failure(
 
 # The hot statements of every send, built once with bound parameters: building them per call
 # (values and cache key) cost more CPU than running them.
+_IDS: BindParameter[int] = bindparam("ids", expanding=True)
 _NOW = bindparam("now", type_=MessageRow.__table__.c.updated_at.type)
 
 # The group's messages, locked in id order (PostgreSQL; SQLite has one writer at a time).
@@ -452,7 +452,7 @@ _LOCK = (
         CampaignRow.status.label("campaign_status"),
     )
     .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
-    .where(IdIn(MessageRow.id, "ids"))
+    .where(MessageRow.id.in_(_IDS))
     .order_by(MessageRow.id)
     .with_for_update(of=MessageRow)
 )
@@ -460,7 +460,7 @@ _CLAIM = (
     update(MessageRow)
     # Decided on the locked rows; the guard only repeats what was read.
     .where(
-        IdIn(MessageRow.id, "ids"),
+        MessageRow.id.in_(_IDS),
         MessageRow.status.in_(sorted(s.value for s in PENDING_MESSAGE_STATUSES)),
         MessageRow.provider_message_id.is_(None),
     )
@@ -490,7 +490,7 @@ _SEND_JOBS = (
     .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
     .join(RecipientRow, RecipientRow.id == MessageRow.recipient_id)
     .outerjoin(SenderNumber, SenderNumber.phone_number_id == CampaignRow.sender_phone_number_id)
-    .where(IdIn(MessageRow.id, "ids"))
+    .where(MessageRow.id.in_(_IDS))
 )
 _CAMPAIGN_STATUS = (
     select(CampaignRow.status)
@@ -514,5 +514,5 @@ _STORE_ACCEPTED = (
     )
 )
 _STORED = select(MessageRow.id, MessageRow.provider_message_id, MessageRow.status).where(
-    IdIn(MessageRow.id, "ids")
+    MessageRow.id.in_(_IDS)
 )

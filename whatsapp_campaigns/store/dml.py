@@ -7,14 +7,9 @@ correct under concurrency without read-then-write races: the row count says who 
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, CursorResult, Executable, any_, bindparam
+from sqlalchemy import CursorResult, Executable
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import QueryableAttribute, Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import Boolean
+from sqlalchemy.orm import Session
 
 from whatsapp_campaigns.store.models import Base
 
@@ -62,35 +57,3 @@ def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.I
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
-
-
-class IdIn(ColumnElement[bool]):
-    """`column` is one of the ids bound as `name` (a list): `= ANY(:name)` on PostgreSQL, one
-    statement whatever the number of ids, so psycopg prepares it and PostgreSQL plans it once
-    (an `IN (...)` of each length is a statement of its own, planned on every run: for a send
-    group of a few messages that cost more than running it; bench/RESULTS.md, "Set-based send
-    groups"); `IN (...)` elsewhere (SQLite plans in-process, cheaply)."""
-
-    inherit_cache = True
-    type = Boolean()
-    _is_implicitly_boolean = True
-    # What the statement cache keys it by: without, each run compiled the statement anew.
-    _traverse_internals = [
-        ("column", InternalTraversal.dp_clauseelement),
-        ("name", InternalTraversal.dp_string),
-    ]
-
-    def __init__(self, column: ColumnElement[int] | QueryableAttribute[int], name: str) -> None:
-        self.column = column
-        self.name = name
-
-
-@compiles(IdIn)
-def _id_in(element: IdIn, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
-
-
-@compiles(IdIn, "postgresql")
-def _id_in_postgresql(element: IdIn, compiler: SQLCompiler, **kw: Any) -> str:
-    array = bindparam(element.name, type_=postgresql.ARRAY(BigInteger))
-    return compiler.process(element.column == any_(array), **kw)
