@@ -16,7 +16,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, running_engine
 from tests.servers import temporal_dev_server
-from tests.store_helpers import seed_account
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
@@ -80,13 +79,6 @@ def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     yield database
     database.dispose()
-
-
-@pytest.fixture
-def account(db: Database) -> Database:
-    """The store with the tests' account (`tests.store_helpers.ACCOUNT`) and its sender."""
-    seed_account(db)
-    return db
 
 
 @pytest.fixture(scope="session")

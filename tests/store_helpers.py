@@ -3,14 +3,9 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import update
-
-from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import CampaignDraft
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
-from whatsapp_campaigns.store import attempts
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import (
     Account,
@@ -130,63 +125,3 @@ def seed_messages(
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
-
-
-def phones(count: int, first: int = 0) -> list[str]:
-    return [f"+1415{n:07d}" for n in range(first, first + count)]
-
-
-def seed_campaign_with_audience(
-    db: Database,
-    count: int = 1,
-    *,
-    status: CampaignStatus = CampaignStatus.SENDING,
-    policy: dict[str, object] | None = None,
-    first_phone: int = 0,
-) -> tuple[str, str]:
-    """A campaign over a new audience of `count` recipients; returns (campaign id, audience id)."""
-    audience_id = seed_audience(db, phones=phones(count, first_phone))
-    campaign_id = seed_campaign(db, status=status, audience_id=audience_id, policy=policy)
-    return campaign_id, audience_id
-
-
-def seed_queued(db: Database, count: int = 1, **campaign: Any) -> tuple[str, list[int]]:
-    """A campaign with `count` queued messages; returns (campaign id, message ids by id)."""
-    campaign_id, audience_id = seed_campaign_with_audience(db, count, **campaign)
-    return campaign_id, sorted(seed_messages(db, campaign_id, audience_id))
-
-
-def set_messages(db: Database, message_ids: int | Sequence[int], **values: Any) -> None:
-    """Set columns of the messages directly (a state the test starts from)."""
-    ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
-    with db.session() as session:
-        session.execute(update(MessageRow).where(MessageRow.id.in_(ids)).values(**values))
-
-
-def message_row(db: Database, message_id: int) -> MessageRow:
-    with db.session() as session:
-        row = session.get(MessageRow, message_id)
-        assert row is not None
-        return row
-
-
-def fail_attempt(
-    db: Database,
-    message_id: int,
-    error_class: ErrorClass = ErrorClass.TRANSIENT,
-    *,
-    final: bool = False,
-    code: int | None = 131000,
-    title: str = "Something went wrong",
-    outcome_unknown: bool = False,
-) -> MessageStatus:
-    """Record a failed attempt of the message (a transient error unless told otherwise)."""
-    return attempts.record_failure(
-        db,
-        message_id,
-        error_class=error_class,
-        code=code,
-        title=title,
-        final=final,
-        outcome_unknown=outcome_unknown,
-    )

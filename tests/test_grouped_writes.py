@@ -1,28 +1,21 @@
 """The send activity's store writes, grouped: the claims (and accepted ids) of concurrent sends
 are committed together, each caller answered only once its write is committed, and a write
-that fails fails alone (activities/grouped_writes.py). What a group writes, set-based:
-test_store_attempts.py."""
+that fails fails alone (activities/grouped_writes.py)."""
 
 import asyncio
+import functools
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Connection
 
 from tests.store_helpers import seed_account, seed_audience, seed_campaign, seed_messages
 from tests.webhook_helpers import later
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
-from whatsapp_campaigns.store.attempts import (
-    Accepted,
-    AttemptStart,
-    Claim,
-    SendAnswer,
-    SendWrite,
-    write_send_group,
-)
+from whatsapp_campaigns.store import messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import MessageRow
 from whatsapp_campaigns.store.status_updates import StatusUpdate, apply_status_updates
@@ -38,12 +31,10 @@ def _queued_messages(db: Database, n: int) -> list[int]:
     return seed_messages(db, campaign_id, audience_id)
 
 
-def _claim(message_id: int) -> Claim:
-    return Claim(message_id, RECONCILE, admit=False)
-
-
-def _send_writes(db: Database) -> GroupedWrites[SendWrite, SendAnswer]:
-    return GroupedWrites(db, write_send_group)
+def _claim(message_id: int) -> functools.partial[messages.AttemptStart]:
+    return functools.partial(
+        messages.claim_attempt, message_id=message_id, reconcile_window=RECONCILE
+    )
 
 
 def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[MessageStatus, int]]:
@@ -54,7 +45,7 @@ def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[MessageStatus, in
 
 async def test_claims_made_at_once_are_committed_in_a_few_transactions(db: Database) -> None:
     ids = _queued_messages(db, 60)
-    writes = _send_writes(db)
+    writes = GroupedWrites(db)
 
     starts = await asyncio.gather(*(writes.run(_claim(i)) for i in ids))
 
@@ -67,7 +58,7 @@ async def test_a_write_asked_for_just_after_another_joins_its_transaction(db: Da
     # Sends arrive one by one; the first write after a quiet spell waits (gather_seconds) for
     # the next ones instead of committing alone.
     ids = _queued_messages(db, 2)
-    writes = GroupedWrites(db, write_send_group, gather_seconds=0.5)
+    writes = GroupedWrites(db, gather_seconds=0.5)
 
     first = asyncio.ensure_future(writes.run(_claim(ids[0])))
     for _ in range(3):  # the first write's group is under way
@@ -80,14 +71,14 @@ async def test_a_write_asked_for_just_after_another_joins_its_transaction(db: Da
 
 async def test_a_write_that_fails_fails_alone_and_the_others_are_committed(db: Database) -> None:
     ids = _queued_messages(db, 3)
-    writes = _send_writes(db)
+    writes = GroupedWrites(db)
 
     outcomes = await asyncio.gather(
         *(writes.run(_claim(i)) for i in [ids[0], 999_999, *ids[1:]]), return_exceptions=True
     )
 
     assert isinstance(outcomes[1], LookupError)
-    assert all(isinstance(o, AttemptStart) and o.job for o in [outcomes[0], *outcomes[2:]])
+    assert all(isinstance(o, messages.AttemptStart) and o.job for o in [outcomes[0], *outcomes[2:]])
     assert set(_statuses(db, ids).values()) == {(MessageStatus.SENDING, 1)}
 
 
@@ -95,7 +86,7 @@ async def test_a_caller_cancelled_while_its_write_waits_does_not_stop_the_write(
     db: Database,
 ) -> None:
     ids = _queued_messages(db, 2)
-    writes = _send_writes(db)
+    writes = GroupedWrites(db)
     first = asyncio.ensure_future(writes.run(_claim(ids[0])))
     second = asyncio.ensure_future(writes.run(_claim(ids[1])))
     await asyncio.sleep(0)
@@ -108,24 +99,45 @@ async def test_a_caller_cancelled_while_its_write_waits_does_not_stop_the_write(
     assert second.cancelled()
 
 
-async def test_a_group_that_fails_as_a_whole_is_run_again_write_by_write(db: Database) -> None:
-    """A deadlock's victim, say: each write then gets its own transaction and answer."""
-    groups: list[list[str]] = []
+async def test_second_steps_run_after_the_group_s_writes_in_the_order_of_their_keys(
+    db: Database,
+) -> None:
+    writes = GroupedWrites(db)
+    order: list[str] = []
 
-    def apply(connection: Connection, writes: Sequence[str]) -> list[str | Exception]:
-        groups.append(list(writes))
-        if len(writes) > 1:
-            raise RuntimeError("deadlock detected")
-        return [ValueError("refused")] if writes[0] == "bad" else [writes[0].upper()]
+    def write(key: str) -> Callable[[Connection], Then]:
+        def first(connection: Connection) -> Then:
+            order.append(f"write {key}")
+            return Then(key, lambda connection: order.append(f"then {key}") or key)
 
-    writes: GroupedWrites[str, str] = GroupedWrites(db, apply)
-    answers = await asyncio.gather(
-        *(writes.run(w) for w in ("a", "bad", "b")), return_exceptions=True
-    )
+        return first
 
-    assert answers[0] == "A" and answers[2] == "B"
-    assert isinstance(answers[1], ValueError)
-    assert groups == [["a", "bad", "b"], ["a"], ["bad"], ["b"]]
+    # Asked for in one go: one group.
+    answers = await asyncio.gather(*(writes.run(write(k)) for k in ("b", "c", "a")))
+
+    assert answers == ["b", "c", "a"]
+    assert order == ["write b", "write c", "write a", "then a", "then b", "then c"]
+
+
+async def test_a_group_writes_its_messages_in_id_order_and_answers_each_caller(
+    db: Database,
+) -> None:
+    """The webhook applier locks messages in id order too: no lock cycle between the two."""
+    writes = GroupedWrites(db)
+    ran: list[int] = []
+
+    def write(message_id: int) -> Callable[[Connection], int]:
+        def run(connection: Connection) -> int:
+            ran.append(message_id)
+            return message_id * 10
+
+        return run
+
+    asked = (30, 10, 20)  # asked for in one go: one group
+    answers = await asyncio.gather(*(writes.run(write(i), order=i) for i in asked))
+
+    assert ran == [10, 20, 30]
+    assert answers == [300, 100, 200]
 
 
 async def test_send_groups_and_webhook_batches_on_the_same_messages_never_deadlock(
@@ -153,12 +165,20 @@ async def test_send_groups_and_webhook_batches_on_the_same_messages_never_deadlo
 
     applier = threading.Thread(target=webhooks)
     applier.start()
-    writes = _send_writes(db)
+    writes = GroupedWrites(db)
     groups = 0
     for start in range(0, len(shuffled), 50):
         groups += 1
         await asyncio.gather(
-            *(writes.run(Accepted(i, f"wamid.{i}")) for i in shuffled[start : start + 50])
+            *(
+                writes.run(
+                    functools.partial(
+                        messages.store_accepted, message_id=i, provider_message_id=f"wamid.{i}"
+                    ),
+                    order=i,
+                )
+                for i in shuffled[start : start + 50]
+            )
         )
     await asyncio.to_thread(applier.join)
 

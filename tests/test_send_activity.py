@@ -5,7 +5,6 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import cast
 
@@ -30,10 +29,10 @@ from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
-from whatsapp_campaigns.store import attempts, catalog, messages, send_slots
+from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import CampaignRow, MessageRow, SenderNumber
-from whatsapp_campaigns.store.send_slots import Slot, take_slots
+from whatsapp_campaigns.store.send_slots import Slot, take_slot
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.wire import provider_error
@@ -212,7 +211,7 @@ async def test_a_send_whose_answer_a_gateway_lost_waits_for_its_webhook_before_a
     assert not raised.value.non_retryable  # Temporal tries again later...
     assert _message(db, message_id).status == MessageStatus.SENDING
     # ...and that attempt waits for the "sent" webhook instead of sending a second time.
-    again = attempts.start_attempt(db, message_id, reconcile_window=timedelta(seconds=30))
+    again = messages.start_attempt(db, message_id, reconcile_window=timedelta(seconds=30))
     assert again.job is None and again.unresolved_since is not None
     assert whatsapp.accepted == [str(message_id)]
 
@@ -242,7 +241,7 @@ def _fill_the_current_second(db: Database, rate: int = 2) -> int:
     time.sleep(math.ceil(time.time()) - time.time() + 0.01)
     with db.transaction() as connection:
         connection.execute(update(SenderNumber).values(rate_per_second=rate))
-        slots = take_slots(connection, SENDER, rate, wanted=rate + 1)
+        slots = [take_slot(connection, SENDER, rate) for _ in range(rate + 1)]
     assert [s.won for s in slots] == [True] * rate + [False]
     return slots[0].second
 
@@ -273,26 +272,16 @@ def _slots_taken(db: Database) -> int:
 
 
 async def test_a_send_whose_claim_waited_behind_a_slow_write_uses_the_slot_it_won(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database,
 ) -> None:
-    # Another send's write holds the worker's transaction for 0.6 s from early in a second: the
+    # Another write holds the worker's transaction for 0.6 s from early in a second: the send's
     # claim, and its slot, run after it. The slot is used in its second, not taken for late
     # because of the wait (which would cost the send another slot and write).
-    message_id, other = _queued_messages(db, ["+12025550110", "+12025550111"])
-    write_send_group = attempts.write_send_group
-
-    def slow_for_the_other(
-        connection: Connection, writes: Sequence[attempts.SendWrite]
-    ) -> list[attempts.SendAnswer | Exception]:
-        if any(write.message_id == other for write in writes):
-            time.sleep(0.6)
-        return write_send_group(connection, writes)
-
-    monkeypatch.setattr(attempts, "write_send_group", slow_for_the_other)
+    message_id = _queued_message(db, throughput_backoff=0.02)
     whatsapp = PromptWhatsApp()
     sending = _activities(db, whatsapp)
     time.sleep(math.ceil(time.time()) - time.time() + 0.05)
-    slow = asyncio.create_task(sending._writes.run(attempts.Accepted(other, "wamid.other")))
+    slow = asyncio.create_task(sending._writes.run(lambda connection: time.sleep(0.6)))
     await asyncio.sleep(0.03)  # its transaction is under way: the claim waits for the next
 
     result = await _environment().run(
@@ -401,14 +390,11 @@ async def test_a_store_too_slow_to_time_a_second_delays_the_send_but_never_fails
     message_id = _queued_message(db, throughput_backoff=0.02)
     whatsapp = PromptWhatsApp()
 
-    def answered_too_late(
-        connection: Connection, number: str, rate: int, wanted: int = 1
-    ) -> list[Slot]:
-        # Won, but their second ends before the answer is back (a round trip near a second).
-        slots = take_slots(connection, number, rate, wanted)
-        return [dataclasses.replace(slot, left=0.0) for slot in slots]
+    def answered_too_late(connection: Connection, number: str, rate: int) -> Slot:
+        # Won, but its second ends before the answer is back (a round trip near a second).
+        return dataclasses.replace(take_slot(connection, number, rate), left=0.0)
 
-    monkeypatch.setattr(send_slots, "take_slots", answered_too_late)
+    monkeypatch.setattr(sending.send_slots, "take_slot", answered_too_late)
 
     result = await _environment().run(
         _activities(db, whatsapp).send_message,

@@ -5,7 +5,6 @@ sends waiting for a full second ask for the next ones in priority order."""
 import math
 import threading
 import time
-from collections.abc import Callable
 
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.send_slots import (
@@ -15,7 +14,7 @@ from whatsapp_campaigns.store.send_slots import (
     PriorityWaits,
     admitted_per_second,
     pass_slot,
-    take_slots,
+    take_slot,
 )
 
 NUMBER = "pn-slots-1"
@@ -23,8 +22,7 @@ NUMBER = "pn-slots-1"
 
 def _take(db: Database, rate: int, number: str = NUMBER) -> bool:
     with db.transaction() as connection:
-        (slot,) = take_slots(connection, number, rate)
-        return slot.won
+        return take_slot(connection, number, rate).won
 
 
 def _admitted(db: Database, number: str = NUMBER) -> dict[int, int]:
@@ -37,20 +35,18 @@ def _at_start_of_a_second() -> None:
     time.sleep(math.ceil(time.time()) - time.time() + 0.01)
 
 
-def _claim_concurrently(
-    db_url: str, claimers: int, tries: int, take: Callable[[Database, int], int]
-) -> tuple[dict[int, int], int]:
-    """`claimers` threads with a store engine each (as processes) calling `take(db, try)`
-    `tries` times: the sends admitted per second, and how many slots the claimers were told
-    they won."""
+def test_concurrent_claimers_in_other_processes_never_pass_the_rate_in_a_second(
+    db_url: str,
+) -> None:
+    rate, claimers, tries = 7, 6, 40
     databases = [Database(db_url) for _ in range(claimers)]  # a connection pool each
     won: list[int] = []
     lock = threading.Lock()
 
     def claim(db: Database) -> None:
         mine = 0
-        for attempt in range(tries):
-            mine += take(db, attempt)
+        for _ in range(tries):
+            mine += _take(db, rate)
             time.sleep(0.005)
         with lock:
             won.append(mine)
@@ -63,17 +59,9 @@ def _claim_concurrently(
     per_second = _admitted(databases[0])
     for db in databases:
         db.dispose()
-    return per_second, sum(won)
-
-
-def test_concurrent_claimers_in_other_processes_never_pass_the_rate_in_a_second(
-    db_url: str,
-) -> None:
-    rate = 7
-    per_second, won = _claim_concurrently(db_url, 6, 40, lambda db, _: _take(db, rate))
 
     assert max(per_second.values()) <= rate, per_second
-    assert sum(per_second.values()) == won
+    assert sum(per_second.values()) == sum(won)
     assert max(per_second.values()) == rate  # they did compete: some second was full
 
 
@@ -95,7 +83,7 @@ def test_each_number_has_its_own_seconds(db: Database) -> None:
 def test_a_slot_says_how_much_of_its_second_is_left(db: Database) -> None:
     _at_start_of_a_second()
     with db.transaction() as connection:
-        (slot,) = take_slots(connection, NUMBER, 10)
+        slot = take_slot(connection, NUMBER, 10)
     now = time.time()
     assert (slot.second, 0.5 < slot.left <= 1) == (math.floor(now), True)
     assert abs(slot.second + 1 - slot.left - now) < 0.2  # the store's clock is this host's
@@ -107,7 +95,7 @@ def test_a_slot_asked_at_the_very_end_of_a_second_counts_in_the_next(db: Databas
         time.sleep((math.floor(now) + 2 - AHEAD_SECONDS / 2 - now) % 1)
         before = time.time()
         with db.transaction() as connection:
-            (slot,) = take_slots(connection, NUMBER, 10)
+            slot = take_slot(connection, NUMBER, 10)
         after = time.time()
         if math.floor(before) == math.floor(after) and before % 1 >= 1 - AHEAD_SECONDS:
             break
@@ -193,28 +181,3 @@ def test_at_a_seconds_start_waiting_sends_ask_in_priority_order() -> None:
     assert delays == sorted(delays) and len(set(delays)) == 5
     assert delays[0] == 0.0  # the most urgent ask as soon as the second begins
     assert delays[-1] < 1 - AHEAD_SECONDS  # the least urgent still within the second
-
-
-def test_several_slots_asked_at_once_are_granted_as_far_as_the_second_has_room(
-    db: Database,
-) -> None:
-    _at_start_of_a_second()
-    with db.transaction() as connection:
-        first = take_slots(connection, NUMBER, 5, wanted=3)
-        second = take_slots(connection, NUMBER, 5, wanted=3)
-        third = take_slots(connection, NUMBER, 5, wanted=2)
-    assert [s.won for s in first + second + third] == [True] * 5 + [False] * 3
-    assert list(_admitted(db).values()) == [5]
-
-
-def test_a_grant_of_several_slots_is_counted_once_by_concurrent_processes(db_url: str) -> None:
-    rate = 9
-
-    def take_several(db: Database, attempt: int) -> int:
-        with db.transaction() as connection:
-            return sum(s.won for s in take_slots(connection, NUMBER, rate, 1 + attempt % 4))
-
-    per_second, won = _claim_concurrently(db_url, 4, 30, take_several)
-
-    assert max(per_second.values()) <= rate, per_second
-    assert sum(per_second.values()) == won

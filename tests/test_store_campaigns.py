@@ -27,6 +27,12 @@ S = CampaignStatus
 T0 = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def account(db: Database) -> Database:
+    seed_account(db)
+    return db
+
+
 def _moved(db: Database, campaign_id: str, *statuses: CampaignStatus) -> None:
     for status in statuses:
         campaigns.change_status(db, campaign_id, status, action="test")

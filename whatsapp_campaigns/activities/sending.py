@@ -11,6 +11,7 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import random
 import time
@@ -18,27 +19,19 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
+from sqlalchemy import Connection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites
+from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, template_stopped_reason
-from whatsapp_campaigns.domain.statuses import MessageStatus
-from whatsapp_campaigns.store import attempts, catalog, send_slots
-from whatsapp_campaigns.store.attempts import (
-    Accepted,
-    AttemptStart,
-    Claim,
-    Readmit,
-    SendAnswer,
-    SendJob,
-    SendWrite,
-)
+from whatsapp_campaigns.store import catalog, messages, send_slots
 from whatsapp_campaigns.store.db import Database
+from whatsapp_campaigns.store.messages import AttemptStart, SendJob
 from whatsapp_campaigns.store.send_slots import Slot
 from whatsapp_campaigns.whatsapp.components import PreparedTemplate
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
@@ -89,10 +82,8 @@ class SendActivities:
         # Each template read with its variables (PreparedTemplate), and when it was read.
         self._templates: dict[tuple[str, str, str], tuple[float, PreparedTemplate | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
-        # The claims, slots and accepted ids of concurrent sends, committed together.
-        self._writes: GroupedWrites[SendWrite, SendAnswer] = GroupedWrites(
-            db, attempts.write_send_group
-        )
+        # The claims and accepted ids of concurrent sends, committed together.
+        self._writes = GroupedWrites(db)
         # Which sends waiting for a slot of their number ask first (utility before marketing).
         self._waits = send_slots.PriorityWaits()
 
@@ -116,7 +107,7 @@ class SendActivities:
             template = await self._template(job, fresh=True)
         if template is not None and template.status.stops_campaigns:
             # Meta paused or disabled it: pause the campaign rather than burn the message.
-            await asyncio.to_thread(attempts.hand_back_attempt, self._db, job.message_id)
+            await asyncio.to_thread(messages.hand_back_attempt, self._db, job.message_id)
             await self._pause_for_template(job, template)
             return SendResult(message_id=job.message_id, halted=True)
         try:
@@ -164,7 +155,7 @@ class SendActivities:
                     await self._report_sender_limited(job, error)
             await _wait_heartbeating(wait)
             if job.sender_rate is None and not await asyncio.to_thread(
-                attempts.resume_attempt, self._db, job.message_id
+                messages.resume_attempt, self._db, job.message_id
             ):
                 return None  # (with admission, `_admitted` checks the campaign instead)
         raise AssertionError("unreachable")
@@ -203,14 +194,15 @@ class SendActivities:
                 )
                 # As without admission: the campaign must still send, and the attempt's clock
                 # restarts (no slot was won to restart it), so reconciliation counts from now.
-                return await asyncio.to_thread(attempts.resume_attempt, self._db, job.message_id)
+                return await asyncio.to_thread(messages.resume_attempt, self._db, job.message_id)
             if waited >= ADMISSION_HEARTBEAT_AFTER_SECONDS:
                 activity.heartbeat("waiting for a second of the sender number with room")
             ask = not self._waits.yields(number, priority_key, waited)
             if ask:
                 self._waits.asked(number, priority_key)
-            readmit = Readmit(job.message_id, number, cast(int, job.sender_rate), ask=ask)
-            taken = cast(Slot | None, await self._writes.run(readmit))
+            # (the write's `Then` step answers the Slot)
+            readmit = functools.partial(_readmit, job=job, ask=ask)
+            taken = cast(Slot | None, await self._writes.run(readmit, order=job.message_id))
             if taken is None:
                 return False
             slot = _HeldSlot(taken, answered=time.monotonic())
@@ -220,18 +212,31 @@ class SendActivities:
         `sent`) before anything else happens. Refusals are raised (ProviderError)."""
         with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
             provider_message_id = await provider.send_template(send)
-        accepted = Accepted(job.message_id, provider_message_id)
-        status = cast(MessageStatus, await self._writes.run(accepted))
+        status = await self._writes.run(
+            functools.partial(
+                messages.store_accepted,
+                message_id=job.message_id,
+                provider_message_id=provider_message_id,
+            ),
+            order=job.message_id,
+        )
         metrics.record_send(status)
         return SendResult(message_id=job.message_id, status=status)
 
     async def _start_attempt(self, message_id: int) -> "tuple[AttemptStart, _HeldSlot | None]":
         """Claim the message and, in the same write, a slot of its number's current second."""
         while True:
-            claim = Claim(message_id, self._reconcile_window, admit=self._admission)
-            start = cast(AttemptStart, await self._writes.run(claim))
+            claimed = await self._writes.run(
+                functools.partial(
+                    _claim_admitted,
+                    message_id=message_id,
+                    reconcile_window=self._reconcile_window,
+                    admit=self._admission,
+                ),
+                order=message_id,
+            )
+            start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
-                slot = start.slot
                 held = None if slot is None else _HeldSlot(slot, answered=time.monotonic())
                 return start, held
             activity.heartbeat("waiting for the webhook of an earlier attempt")
@@ -286,7 +291,7 @@ class SendActivities:
         last = max(job.attempt, activity.info().attempt) >= job.policy.max_attempts
         final = not error_class.is_retryable or last
         status = await asyncio.to_thread(
-            attempts.record_failure,
+            messages.record_failure,
             self._db,
             job.message_id,
             error_class=error_class,
@@ -385,6 +390,41 @@ class _HeldSlot:
 
     def until_next_second(self) -> float:
         return max(0.0, self.answered + self.slot.left - time.monotonic()) + 0.001
+
+
+def _claim_admitted(
+    connection: Connection, *, message_id: int, reconcile_window: timedelta, admit: bool
+) -> "tuple[AttemptStart, Slot | None] | Then":
+    """The claim, and a slot when it claimed: one grouped write, no extra transaction (the
+    slot as the group's second step, numbers in order: `Then`)."""
+    start = messages.claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+    job = start.job
+    if job is not None and not admit:
+        return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None
+    if job is None or job.sender_rate is None:
+        return start, None
+    number, rate = job.sender_phone_number_id, job.sender_rate
+    return Then(number, lambda connection: (start, send_slots.take_slot(connection, number, rate)))
+
+
+def _readmit(connection: Connection, *, job: SendJob, ask: bool) -> "Then | Slot | None":
+    """Another try for a slot, while the campaign may still send (None: handed back); without
+    `ask`, the answer of a full second (higher-priority sends go first). A won slot restarts
+    the attempt's clock: WhatsApp is called now, maybe seconds after the claim."""
+    rate = job.sender_rate
+    assert rate is not None
+    if not messages.still_sendable(connection, job.message_id):
+        return None
+    if not ask:
+        return send_slots.pass_slot(connection)
+
+    def take(connection: Connection) -> Slot:
+        slot = send_slots.take_slot(connection, job.sender_phone_number_id, rate)
+        if slot.won:
+            messages.restart_attempt_clock(connection, job.message_id)
+        return slot
+
+    return Then(job.sender_phone_number_id, take)
 
 
 async def _wait_heartbeating(seconds: float) -> None:

@@ -1,5 +1,4 @@
-"""Per-message operations of the engine: materialize, page, count, finish (a send's attempts:
-store/attempts.py).
+"""Per-message operations of the engine: materialize, page, claim, record outcomes, count.
 
 Every function is one transaction and safe to repeat, because activities retry and replay.
 Bulk paths are set-based: a million messages are created by one INSERT ... SELECT.
@@ -7,11 +6,14 @@ Bulk paths are set-based: a million messages are created by one INSERT ... SELEC
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
+    String,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -21,20 +23,26 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import ErrorCount
+from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import (
     FAILURE_MESSAGE_STATUSES,
+    PENDING_MESSAGE_STATUSES,
     MessageStatus,
+    statuses_that_can_become,
 )
+from whatsapp_campaigns.domain.templates import merge_values
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import (
     CampaignRow,
     MessageRow,
     OptOut,
     RecipientRow,
+    SenderNumber,
     utcnow,
 )
 
@@ -58,15 +66,11 @@ STATUS_TIMESTAMP_COLUMN: dict[MessageStatus, str] = {
 UNSENT_FINAL_STATUSES = FAILURE_MESSAGE_STATUSES | {MessageStatus.CANCELLED}
 
 
-def status_in(statuses: Collection[MessageStatus]) -> ColumnElement[bool]:
-    """`status IN (...)`, the statuses bound one by one: unlike a list bound as a whole, this
-    can run with many parameter sets at once (executemany: store/attempts.py)."""
-    return MessageRow.status.in_([literal(value) for value in sorted(s.value for s in statuses)])
-
-
 def given_up_before_accepted() -> ColumnElement[bool]:
     """The message has no WhatsApp id yet and we gave it a not-sent final status."""
-    return MessageRow.provider_message_id.is_(None) & status_in(UNSENT_FINAL_STATUSES)
+    return MessageRow.provider_message_id.is_(None) & MessageRow.status.in_(
+        sorted(s.value for s in UNSENT_FINAL_STATUSES)
+    )
 
 
 def reopened_if(condition: ColumnElement[bool], status: MessageStatus) -> dict[str, Any]:
@@ -205,6 +209,319 @@ def page_message_ids(
         query = query.where(MessageRow.id % partitions == partition)
     with db.session() as session:
         return list(session.scalars(query.order_by(MessageRow.id).limit(limit)))
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """What one send needs; read from the store by the activity, never carried by the workflow."""
+
+    message_id: int
+    campaign_id: str
+    account_id: str
+    sender_phone_number_id: str
+    phone_e164: str
+    template_name: str
+    language: str
+    variables: dict[str, str]  # the recipient's values, else the campaign's fixed ones
+    attempt: int  # this attempt's number, counting every real send attempt of the message
+    policy: CampaignPolicy
+    sender_rate: int | None = None  # the number's messages/s (store/send_slots.py admits them)
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """The answer to "may this attempt send?".
+
+    Exactly one of: `job` (send it), `settled` (already has an outcome: do not send again),
+    `campaign_halted` (the campaign is paused or cancelled: put the message back), or
+    `unresolved_since` (a previous attempt may have reached WhatsApp: wait for its webhook).
+    """
+
+    job: SendJob | None = None
+    settled: MessageStatus | None = None
+    campaign_halted: str | None = None
+    unresolved_since: datetime | None = None
+
+
+# Campaign statuses in which a send may start; anything else halts dispatch at once.
+_SENDABLE_CAMPAIGN_STATUSES = ("queued", "sending")
+
+
+def start_attempt(
+    db: Database,
+    message_id: int,
+    *,
+    reconcile_window: timedelta,
+) -> AttemptStart:
+    """Claim a message for one send attempt, or say why not.
+
+    A message that has a provider id, or a final status, is settled: sending it again would be
+    a duplicate. A message left in `sending` by an attempt that died (or timed out without an
+    answer) may have been accepted; its webhook (matched by biz_opaque_callback_data) settles
+    it. Until `reconcile_window` has passed since that attempt, the caller waits; after it,
+    WhatsApp did not accept it (its webhook would have come) and the send is retried.
+    """
+    with db.transaction() as connection:
+        return claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+
+
+def claim_attempt(
+    connection: Connection, message_id: int, *, reconcile_window: timedelta
+) -> AttemptStart:
+    """`start_attempt` within the caller's transaction (the send activity commits the claims
+    of concurrent sends together: activities/grouped_writes.py)."""
+    row = connection.execute(_SEND_JOB_QUERY, {"message_id": message_id}).one_or_none()
+    if row is None:
+        raise LookupError(f"message {message_id} not found")
+    status = MessageStatus(row.message_status)
+    if row.provider_message_id is not None or status not in PENDING_MESSAGE_STATUSES:
+        return AttemptStart(settled=status)
+    if row.campaign_status not in _SENDABLE_CAMPAIGN_STATUSES:
+        return AttemptStart(campaign_halted=row.campaign_status)
+    now = utcnow()
+    if (
+        status is MessageStatus.SENDING
+        and row.sending_at is not None
+        and now - row.sending_at < reconcile_window
+    ):
+        return AttemptStart(unresolved_since=row.sending_at)
+    claimed = connection.execute(
+        _CLAIM,
+        {
+            "message_id": message_id,
+            "read_status": row.message_status,
+            "read_attempts": row.attempts,
+            "now": now,
+        },
+    )
+    if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
+        return AttemptStart(unresolved_since=now)
+    return AttemptStart(
+        job=SendJob(
+            message_id=message_id,
+            campaign_id=row.campaign_id,
+            account_id=row.account_id,
+            sender_phone_number_id=row.sender_phone_number_id,
+            phone_e164=row.phone_e164,
+            template_name=row.template_name,
+            language=row.language,
+            variables=merge_values(row.variables or {}, row.fixed_variables or {}),
+            attempt=row.attempts + 1,
+            policy=CampaignPolicy.model_validate(row.policy),
+            sender_rate=row.sender_rate,
+        )
+    )
+
+
+def resume_attempt(db: Database, message_id: int) -> bool:
+    """Before calling WhatsApp again within one attempt (after a throughput refusal, which
+    WhatsApp did not accept): True, with the attempt's clock (`sending_at`) restarted, while the
+    campaign may still send. Otherwise the claim is handed back, not counted as an attempt (the
+    message is queued or retrying again), and False."""
+    with db.transaction() as connection:
+        if not still_sendable(connection, message_id):
+            return False
+        restart_attempt_clock(connection, message_id)
+        return True
+
+
+def still_sendable(connection: Connection, message_id: int) -> bool:
+    """Whether the claimed message's campaign may still send; if not, the claim is handed
+    back (not counted as an attempt), in the caller's transaction."""
+    campaign_status = connection.execute(_CAMPAIGN_STATUS, {"message_id": message_id}).scalar_one()
+    if campaign_status in _SENDABLE_CAMPAIGN_STATUSES:
+        return True
+    connection.execute(_hand_back(_claimed(message_id), utcnow()))
+    return False
+
+
+def restart_attempt_clock(connection: Connection, message_id: int) -> None:
+    """WhatsApp is about to be called (again) for the claimed message: reconciliation of an
+    unanswered call counts from now."""
+    now = utcnow()
+    connection.execute(
+        update(MessageRow).where(_claimed(message_id)).values(sending_at=now, updated_at=now)
+    )
+
+
+def _claimed(message_id: int) -> ColumnElement[bool]:
+    return and_(
+        MessageRow.id == message_id,
+        MessageRow.status == MessageStatus.SENDING.value,
+        MessageRow.provider_message_id.is_(None),
+    )
+
+
+def hand_back_attempt(db: Database, message_id: int) -> None:
+    """Give back a claimed message that was not sent (its template was paused by WhatsApp):
+    not counted as an attempt, queued (or retrying) again for when the campaign resumes."""
+    claimed = and_(
+        MessageRow.id == message_id,
+        MessageRow.status == MessageStatus.SENDING.value,
+        MessageRow.provider_message_id.is_(None),
+    )
+    with db.transaction() as connection:
+        connection.execute(_hand_back(claimed, utcnow()))
+
+
+def _hand_back(claimed: ColumnElement[bool], now: datetime) -> Update:
+    return (
+        update(MessageRow)
+        .where(claimed)
+        .values(
+            status=case(
+                (MessageRow.attempts > 1, MessageStatus.RETRYING.value),
+                else_=MessageStatus.QUEUED.value,
+            ),
+            attempts=MessageRow.attempts - 1,
+            sending_at=None,
+            updated_at=now,
+        )
+    )
+
+
+_SEND_JOB_QUERY = (
+    select(
+        MessageRow.status.label("message_status"),
+        MessageRow.provider_message_id,
+        MessageRow.sending_at,
+        MessageRow.attempts,
+        MessageRow.phone_e164,
+        CampaignRow.id.label("campaign_id"),
+        CampaignRow.status.label("campaign_status"),
+        CampaignRow.account_id,
+        CampaignRow.sender_phone_number_id,
+        CampaignRow.template_name,
+        CampaignRow.language,
+        CampaignRow.policy,
+        CampaignRow.variables.label("fixed_variables"),
+        RecipientRow.variables,
+        SenderNumber.rate_per_second.label("sender_rate"),
+    )
+    .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
+    .join(RecipientRow, RecipientRow.id == MessageRow.recipient_id)
+    .outerjoin(SenderNumber, SenderNumber.phone_number_id == CampaignRow.sender_phone_number_id)
+    .where(MessageRow.id == bindparam("message_id"))
+)
+
+_CAMPAIGN_STATUS = (
+    select(CampaignRow.status)
+    .join(MessageRow, MessageRow.campaign_id == CampaignRow.id)
+    .where(MessageRow.id == bindparam("message_id"))
+)
+
+# The hot statements of every send, built once with bound parameters: building them per call
+# (values and cache key) cost more CPU than running them.
+_NOW = bindparam("now", type_=MessageRow.__table__.c.updated_at.type)
+_CLAIM = (
+    update(MessageRow)
+    # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks this after
+    # the row lock), only one gets the message.
+    .where(
+        MessageRow.id == bindparam("message_id"),
+        MessageRow.status == bindparam("read_status"),
+        MessageRow.attempts == bindparam("read_attempts"),
+        MessageRow.provider_message_id.is_(None),
+    )
+    .values(
+        status=MessageStatus.SENDING.value,
+        attempts=MessageRow.attempts + 1,
+        sending_at=_NOW,
+        updated_at=_NOW,
+    )
+)
+_BECOMES_SENT = (
+    MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
+    | given_up_before_accepted()
+)
+_STORE_ACCEPTED = (
+    update(MessageRow)
+    .where(MessageRow.id == bindparam("message_id"))
+    .values(
+        provider_message_id=func.coalesce(
+            MessageRow.provider_message_id, bindparam("accepted_id", type_=String())
+        ),
+        sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
+        updated_at=_NOW,
+        **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
+    )
+    .returning(MessageRow.provider_message_id, MessageRow.status)
+)
+
+
+def record_accepted(db: Database, message_id: int, provider_message_id: str) -> MessageStatus:
+    """Store WhatsApp's message id and mark the message `sent`, in one statement.
+
+    Runs before the activity reports success, so a crash after this line never resends. If a
+    webhook got there first (it reconciled the id, or already said delivered/read/failed), the
+    status stays where the webhook put it. A message given up meanwhile (cancelled, or failed
+    for want of an answer) becomes `sent`: WhatsApp accepted it. The campaign's charges are
+    settled from these ids when the campaign ends (accounts.release_credits).
+    """
+    with db.transaction() as connection:
+        return store_accepted(connection, message_id, provider_message_id)
+
+
+def store_accepted(
+    connection: Connection, message_id: int, provider_message_id: str
+) -> MessageStatus:
+    """`record_accepted` within the caller's transaction (see `claim_attempt`)."""
+    stored = connection.execute(
+        _STORE_ACCEPTED,
+        {"message_id": message_id, "accepted_id": provider_message_id, "now": utcnow()},
+    ).one_or_none()
+    if stored is None:
+        raise LookupError(f"message {message_id} not found")
+    if stored.provider_message_id != provider_message_id:
+        raise ValueError(
+            f"message {message_id} already has provider id {stored.provider_message_id}"
+        )
+    return MessageStatus(stored.status)
+
+
+def record_failure(
+    db: Database,
+    message_id: int,
+    *,
+    error_class: ErrorClass,
+    code: int | None,
+    title: str,
+    final: bool,
+    outcome_unknown: bool = False,
+) -> MessageStatus:
+    """Record a failed attempt: `retrying` when another attempt follows, else the final status.
+
+    `outcome_unknown` (a timeout with no answer) leaves the message in `sending`: WhatsApp may
+    have accepted it, so the next attempt waits for reconciliation before sending again. The
+    wait counts from now (`sending_at`), not from the claim: the unanswered call may have been
+    the last of several within the attempt.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "error_class": error_class.value,
+        "error_code": code,
+        "error_title": title,
+        "updated_at": now,
+    }
+    new = error_class.final_message_status if final else MessageStatus.RETRYING
+    if outcome_unknown and not final:
+        values["sending_at"] = now
+    if final or not outcome_unknown:
+        may_move = MessageRow.status.in_([s.value for s in statuses_that_can_become(new)])
+        values["status"] = case((may_move, new.value), else_=MessageRow.status)
+        column = STATUS_TIMESTAMP_COLUMN.get(new)
+        if column is not None:
+            values[column] = case((may_move, now), else_=getattr(MessageRow, column))
+    with db.transaction() as connection:
+        status = connection.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(**values)
+            .returning(MessageRow.status)
+        ).scalar_one_or_none()
+    if status is None:
+        raise LookupError(f"message {message_id} not found")
+    return MessageStatus(status)
 
 
 def finish_pending(

@@ -284,6 +284,3 @@ class SendSlotRow(Base):
     phone_number_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     second: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix epoch second
     used: Mapped[int] = mapped_column(Integer)
-    # How many of them the latest statement on the row took: its answer, as an upsert returns
-    # only the row's new values (a send group asks for several slots of a number at once).
-    taken: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -65,36 +65,29 @@ class Slot:
     asked: float
 
 
-# `taken`: how many of the `wanted` slots this statement took (SET reads the row's old `used`).
 _POSTGRES_TAKE = text(
     """
     WITH clock AS MATERIALIZED (
         SELECT extract(epoch FROM clock_timestamp())::float8 AS now
     ), won AS (
-        INSERT INTO send_slots (phone_number_id, second, used, taken)
-        SELECT :number, floor(now + :ahead)::bigint, LEAST(:wanted, :rate), LEAST(:wanted, :rate)
-        FROM clock
+        INSERT INTO send_slots (phone_number_id, second, used)
+        SELECT :number, floor(now + :ahead)::bigint, 1 FROM clock
         ON CONFLICT (phone_number_id, second)
-        DO UPDATE SET used = LEAST(send_slots.used + :wanted, :rate),
-                      taken = LEAST(:wanted, :rate - send_slots.used)
-        WHERE send_slots.used < :rate
-        RETURNING used, taken
+        DO UPDATE SET used = send_slots.used + 1 WHERE send_slots.used < :rate
+        RETURNING used
     )
-    SELECT (SELECT now FROM clock) AS now, used, taken FROM (SELECT 1) AS one
-    LEFT JOIN won ON true
+    SELECT (SELECT now FROM clock) AS now, (SELECT used FROM won) AS used
     """
-).bindparams(bindparam("number"), bindparam("rate"), bindparam("ahead"), bindparam("wanted"))
+).bindparams(bindparam("number"), bindparam("rate"), bindparam("ahead"))
 
 _SQLITE_TAKE = text(
     """
-    INSERT INTO send_slots (phone_number_id, second, used, taken)
-    VALUES (:number, :second, min(:wanted, :rate), min(:wanted, :rate))
+    INSERT INTO send_slots (phone_number_id, second, used) VALUES (:number, :second, 1)
     ON CONFLICT (phone_number_id, second)
-    DO UPDATE SET used = min(used + :wanted, :rate), taken = min(:wanted, :rate - used)
-    WHERE used < :rate
-    RETURNING used, taken
+    DO UPDATE SET used = used + 1 WHERE used < :rate
+    RETURNING used
     """
-).bindparams(bindparam("number"), bindparam("second"), bindparam("rate"), bindparam("wanted"))
+).bindparams(bindparam("number"), bindparam("second"), bindparam("rate"))
 
 _PRUNE = text("DELETE FROM send_slots WHERE phone_number_id = :number AND second < :before")
 
@@ -113,46 +106,30 @@ def pass_slot(connection: Connection) -> Slot:
     return _slot(now, won=False, asked=asked)
 
 
-def take_slots(
-    connection: Connection, phone_number_id: str, rate: int, wanted: int = 1
-) -> list[Slot]:
-    """Admit up to `wanted` sends of `phone_number_id` in the store's current second (the next
-    one in a second's last AHEAD_SECONDS), as many as keep it within `rate`, in one statement
-    of the caller's transaction: the answers, the won slots first. (A PostgreSQL row lock holds
-    concurrent claimers of the same second until it commits, so a transaction taking slots of
-    several numbers takes them in one order: store/attempts.py; SQLite has one writer at a
-    time.)"""
+def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
+    """Admit one send of `phone_number_id` in the store's current second (the next one in a
+    second's last AHEAD_SECONDS) if fewer than `rate` were admitted in it, in the caller's
+    transaction (a PostgreSQL row lock holds concurrent claimers of the same second until it
+    commits, so a transaction taking slots of several numbers takes them in one order: see
+    activities/grouped_writes.py `Then`; SQLite has one writer at a time)."""
     per_second = max(1, math.floor(rate))
     asked = time.monotonic()
     if connection.dialect.name == "postgresql":
         row = connection.execute(
-            _POSTGRES_TAKE,
-            {
-                "number": phone_number_id,
-                "rate": per_second,
-                "ahead": AHEAD_SECONDS,
-                "wanted": wanted,
-            },
+            _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second, "ahead": AHEAD_SECONDS}
         ).one()
-        now, used, taken = float(row.now), row.used, row.taken
+        now, used = float(row.now), row.used
     else:
         now = time.time()
-        taken_row = connection.execute(
+        used = connection.execute(
             _SQLITE_TAKE,
-            {
-                "number": phone_number_id,
-                "second": _second(now),
-                "rate": per_second,
-                "wanted": wanted,
-            },
-        ).one_or_none()
-        used, taken = (None, None) if taken_row is None else (taken_row.used, taken_row.taken)
-    won = taken or 0
-    slots = [_slot(now, won=i < won, asked=asked) for i in range(wanted)]
-    if used is not None and used == taken:  # the first sends of a new second: prune old ones
-        before = slots[0].second - KEEP_SECONDS
+            {"number": phone_number_id, "second": _second(now), "rate": per_second},
+        ).scalar_one_or_none()
+    slot = _slot(now, won=used is not None, asked=asked)
+    if used == 1:  # the first send of a new second: drop the number's old seconds
+        before = slot.second - KEEP_SECONDS
         connection.execute(_PRUNE, {"number": phone_number_id, "before": before})
-    return slots
+    return slot
 
 
 def _second(now: float) -> int:
