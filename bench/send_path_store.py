@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,14 +29,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
-BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from temporal_bench import BENCH_DIR, code_environment, named_cpu_seconds
 
 
 async def run_arm(args: argparse.Namespace) -> dict[str, object]:
     """One arm, in this process, with whichever `whatsapp_campaigns` is first on the path."""
     from number_admission import seed_arm, seed_store
     from scratch_store import migrated_store
-    from temporal_bench import named_cpu_seconds
     from temporalio.testing import ActivityEnvironment
     from throughput_worker import NoopProvider
 
@@ -97,10 +97,9 @@ async def run_arm(args: argparse.Namespace) -> dict[str, object]:
 
 def arm_in_process(code: Path, argv: list[str]) -> dict[str, object]:
     """Run one arm in a child process with `code`'s whatsapp_campaigns first on the path."""
-    env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{BENCH}")
     out = subprocess.run(
         [sys.executable, __file__, "--arm", *argv],
-        env=env,
+        env=code_environment(code),
         check=True,
         capture_output=True,
         text=True,
@@ -130,10 +129,9 @@ def main() -> None:
     if args.arm:
         print(json.dumps(asyncio.run(run_arm(args))))
         return
-    argv = [a for a in sys.argv[1:] if a not in ("--arm",)]
-    argv = _without_option(argv, "--compare-with")
+    argv = _without_option(sys.argv[1:], "--compare-with")
     argv = _without_option(argv, "--repeat")
-    codes = [("this", BENCH.parent)] + [(str(p), p.resolve()) for p in args.compare_with]
+    codes = [("this", BENCH_DIR.parent)] + [(str(p), p.resolve()) for p in args.compare_with]
     results: dict[str, list[dict[str, object]]] = {name: [] for name, _ in codes}
     for round_ in range(1, args.repeat + 1):
         for name, code in codes:

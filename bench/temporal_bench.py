@@ -106,13 +106,19 @@ def with_dynamic_config(command: Sequence[str], overrides: Mapping[str, str]) ->
     return kept
 
 
+def code_environment(code: Path | None) -> dict[str, str]:
+    """This process's environment, with `code` (a folder holding another version of the
+    `whatsapp_campaigns` package) first on a child process's import path."""
+    return os.environ | ({"PYTHONPATH": str(code)} if code is not None else {})
+
+
 def start_workers(
     arguments: Sequence[str], count: int, log_dir: Path, code: Path | None = None
 ) -> list[subprocess.Popen[str]]:
     """`count` processes of `bench/throughput_worker.py ARGUMENTS`, each polling once it has
     printed "ready". Their logs go to LOG_DIR/worker-N.log (the bench scans them for warnings).
     `code`: a folder holding another version of the `whatsapp_campaigns` package to run."""
-    env = os.environ | ({"PYTHONPATH": str(code)} if code is not None else {})
+    env = code_environment(code)
     processes = []
     for index in range(count):
         log = (log_dir / f"worker-{index}.log").open("w")
@@ -231,8 +237,7 @@ def cpu_seconds(pid: int) -> float:
     total = 0
     for each in _descendants(pid):
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            total += _cpu_ticks(Path(f"/proc/{each}/stat").read_text())
     return total / CLOCK_TICKS
 
 
@@ -246,9 +251,14 @@ def named_cpu_seconds(prefix: str) -> float:
         with contextlib.suppress(OSError):
             stat = (entry / "stat").read_text()
             if stat[stat.index("(") + 1 : stat.rindex(")")].startswith(prefix):
-                fields = stat.rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+                total += _cpu_ticks(stat)
     return total / CLOCK_TICKS
+
+
+def _cpu_ticks(stat: str) -> int:
+    """User + system clock ticks from the text of /proc/PID/stat (fields 14 and 15)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def rss_mib(pid: int) -> float:
