@@ -107,7 +107,10 @@ async def test_campaigns_on_one_number_share_it_by_their_weight(
         for handle in handles:
             await handle.terminate()
     heavy_sent, light_sent = after[0] - before[0], after[1] - before[1]
-    assert heavy_sent >= 2 * light_sent, f"weight 3 against 1 sent {heavy_sent} to {light_sent}"
+    # Weight 3 against 1 sent 2.5-3.7 times as many on a quiet box, 1.9-4.3 with the cores
+    # busy (a CI run: 90 to 50); equal weights sent 0.8-1.0 times as many. The bound sits
+    # between: half as many again.
+    assert 2 * heavy_sent >= 3 * light_sent, f"weight 3 against 1 sent {heavy_sent} to {light_sent}"
     assert light_sent > 0  # a share, not starvation
 
 
