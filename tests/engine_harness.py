@@ -3,6 +3,7 @@ task queue of a Temporal environment (time-skipping or a real dev server)."""
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
 from whatsapp_campaigns.domain.engine import CampaignInput
@@ -195,3 +198,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> No
 
 def timeline_actions(progress: Progress) -> list[str]:
     return [entry.action for entry in progress.timeline]
+
+
+def local_activity_name(event: HistoryEvent) -> str | None:
+    """The activity a local activity's marker records (its result, in the history of the
+    workflow that ran it), or None for any other event."""
+    if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return None
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name != "core_local_activity":
+        return None
+    data = json.loads(marker.details["data"].payloads[0].data)
+    return str(data["activity_type"])

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers, running_engine, wait_for_sends
@@ -19,7 +20,9 @@ from whatsapp_campaigns.domain.models import Progress
 from whatsapp_campaigns.domain.policy import CampaignPolicy
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.store import campaigns as store_campaigns
 from whatsapp_campaigns.store import messages, optouts
+from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.fixtures import SANDBOX_ACCOUNT_ID
 from whatsapp_campaigns.whatsapp.sandbox.emulator import SandboxEmulator
 from whatsapp_campaigns.whatsapp.sandbox.webhooks import CallbackWebhookSink
@@ -152,3 +155,35 @@ async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(
         await engine.record_history(handle, "auto_pause_then_cancel")
     assert final.status is CampaignStatus.CANCELLED
     assert final.counts.get(MessageStatus.CANCELLED, 0) > 0  # it stopped before the end
+
+
+async def test_a_control_step_the_store_does_not_answer_for_its_budget_goes_on_as_an_activity(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails the campaign's first five count reads: the local activity spends its
+    # four attempts on them, 1, 2 and 4 s apart (LOCAL_CONTROL_OPTIONS); the
+    # fifth is the first attempt of a regular activity, whose retries add nothing to the
+    # history however long they last. On a real server: the time-skipping one runs workflow
+    # time ahead of the worker's clock, and the local activity's budget never runs out there.
+    failures = iter(range(5))
+    sharing_sender = store_campaigns.sharing_sender
+
+    def flaky_sharing_sender(db: Database, campaign_id: str) -> tuple[int, float]:
+        if next(failures, None) is not None:
+            raise OSError("the store did not answer")
+        return sharing_sender(db, campaign_id)
+
+    monkeypatch.setattr(store_campaigns, "sharing_sender", flaky_sharing_sender)
+    campaign_id = await engine.campaign(ordinary_numbers(3))
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+
+    tasks = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in (await handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert final.status is CampaignStatus.COMPLETED
+    assert next(failures, None) is None  # every failure was met, and retried past
+    assert tasks == ["count_messages"] + ["send_message"] * 3

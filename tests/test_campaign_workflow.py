@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.engine_harness import (
     ORDINARY,
     Engine,
+    local_activity_name,
     ordinary_numbers,
     timeline_actions,
     wait_until,
@@ -190,7 +191,7 @@ async def test_throughput_limits_slow_the_campaign_down_without_spending_attempt
 
 def _count_reads_while_sending(history: WorkflowHistory) -> tuple[float, int]:
     """Seconds from the first send scheduled to the last send closed, and the count re-reads
-    (`count_messages`) scheduled in between."""
+    (`count_messages`, a local activity) recorded in between."""
     names: dict[int, str] = {}
     sends: list[datetime] = []
     reads: list[datetime] = []
@@ -199,16 +200,47 @@ def _count_reads_while_sending(history: WorkflowHistory) -> tuple[float, int]:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             names[event.event_id] = name
-            if name == "count_messages":
-                reads.append(at)
-            elif name == "send_message" and not sends:
+            if name == "send_message" and not sends:
                 sends.append(at)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             completed = event.activity_task_completed_event_attributes
             if names[completed.scheduled_event_id] == "send_message":
                 sends.append(at)
+        elif local_activity_name(event) == "count_messages":
+            reads.append(at)
     first, last = sends[0], sends[-1]
     return (last - first).total_seconds(), sum(first < read < last for read in reads)
+
+
+async def test_a_campaign_runs_its_control_steps_as_local_activities_and_only_its_sends_as_tasks(
+    engine: Engine,
+) -> None:
+    # A control step is one marker in the history, run within the workflow task that asked
+    # for it; an activity task would be three events and another workflow task.
+    campaign_id = await engine.campaign(ordinary_numbers(3))
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+    await engine.record_history(handle, "local_control_steps")
+
+    history = await handle.fetch_history()
+    tasks = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    local = {name for e in history.events if (name := local_activity_name(e)) is not None}
+    assert final.status is CampaignStatus.COMPLETED
+    assert tasks == ["send_message"] * 3
+    assert local == {
+        "load_campaign",
+        "record_status_change",
+        "preflight",
+        "count_messages",
+        "page_queued_messages",
+        "finish_pending",
+        "release_credits",
+    }
 
 
 async def test_a_campaign_sending_slowly_re_reads_its_counts_by_progress_not_every_5_s(

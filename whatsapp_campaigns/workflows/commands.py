@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from whatsapp_campaigns.domain.statuses import CampaignStatus
     from whatsapp_campaigns.domain.transitions import CampaignAction, check_action
 
-from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS, CampaignLifecycle
+from whatsapp_campaigns.workflows.lifecycle import CampaignLifecycle
 
 _COMMANDS: dict[CampaignAction, type[Command]] = {
     CampaignAction.PAUSE: PauseRequest,
@@ -196,12 +196,11 @@ class OperatorCommands(CampaignLifecycle):
             self._append_timeline(entry)
             self._upsert_search_attributes()
             self._set_details()
-            await workflow.execute_activity_method(
+            await self._control(
                 CampaignActivities.record_reschedule,
                 RescheduleChange(
                     campaign_id=self._campaign_id, send_at=request.send_at, entry=entry
                 ),
-                **CONTROL_OPTIONS,
             )
 
 

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from whatsapp_campaigns.workflows.task_queues import send_task_queue
 
-from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS, CampaignLifecycle
+from whatsapp_campaigns.workflows.lifecycle import CampaignLifecycle
 
 # Continue as new after this many sends (≈3.2 history events each), or earlier when the
 # history grows past HISTORY_EVENTS_LIMIT while nothing is in flight (long pauses, throttling).
@@ -196,7 +196,7 @@ class CampaignDispatch(CampaignLifecycle):
         if self._deferred:
             return self._deferred.popleft()
         if not self._buffer and not self._s.pages_exhausted:
-            ids: list[int] = await workflow.execute_activity_method(
+            ids = await self._control(
                 CampaignActivities.page_queued_messages,
                 MessagePage(
                     campaign_id=self._campaign_id,
@@ -205,7 +205,6 @@ class CampaignDispatch(CampaignLifecycle):
                     partition=self._partition,
                     partitions=self._partitions,
                 ),
-                **CONTROL_OPTIONS,
             )
             self._buffer.extend(ids)
             if ids:

@@ -7,19 +7,18 @@ read and write goes through activities; the state holds ids, counts and statuses
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from temporalio import workflow
+from temporalio import exceptions, workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from whatsapp_campaigns.activities.campaign import CampaignActivities
     from whatsapp_campaigns.domain.engine import (
         CampaignInput,
-        CampaignSnapshot,
         CarriedState,
-        CountsSnapshot,
         FinishPending,
         StatusChange,
     )
@@ -45,6 +44,23 @@ CONTROL_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
 }
+# The control steps (the store reads and writes around the sends: load, preflight, status
+# changes, pages, count refreshes, finish) run as local activities, in the workflow's own
+# worker and within the workflow task that asks: one marker event each, where an activity was
+# three events and a workflow task three more (bench/RESULTS.md, "Control steps as local
+# activities"). Histories from before it replay with regular activities.
+LOCAL_CONTROL_PATCH = "control-steps-as-local-activities"
+# A local activity retries within its workflow task, which the worker keeps open (a heartbeat,
+# three events, every 8 s): a step the store has not answered in four attempts (1, 2 and 4 s
+# apart) goes on as a regular activity, whose retries add nothing to the history however long
+# the store is down.
+LOCAL_CONTROL_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=4),
+}
+
+_Arg = TypeVar("_Arg")
+_Result = TypeVar("_Result")
 
 
 class CampaignLifecycle:
@@ -56,6 +72,7 @@ class CampaignLifecycle:
         self._campaigns_on_sender = 1  # as of the last count refresh
         self._weights_on_sender: float | None = None  # idem; None from older activity results
         self._loaded = input.carried is not None
+        self._local_control: bool | None = None  # LOCAL_CONTROL_PATCH, decided at the first step
         state = input.carried
         if state is None:
             # Placeholder until the store snapshot is loaded at the start of `run`.
@@ -84,12 +101,43 @@ class CampaignLifecycle:
             )
         self._s = state
 
+    # ---------------------------------------------------------------------- control steps
+
+    @overload
+    async def _control(
+        self, activity: Callable[[Any, _Arg], Awaitable[_Result]], arg: _Arg
+    ) -> _Result: ...
+
+    @overload
+    async def _control(self, activity: Callable[[Any, _Arg], _Result], arg: _Arg) -> _Result: ...
+
+    async def _control(self, activity: Callable[[Any, _Arg], Any], arg: _Arg) -> Any:
+        """Run a control step (an activity method of the campaign worker) with its retries:
+        a local activity, a regular one once that has spent its attempts, or a regular one
+        where the history began without the patch."""
+        if self._local_control is None:
+            self._local_control = workflow.patched(LOCAL_CONTROL_PATCH)
+        if self._local_control:
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity, arg, **LOCAL_CONTROL_OPTIONS
+                )
+            except (exceptions.ApplicationError, exceptions.TimeoutError) as error:
+                # A local activity's last failure comes as is, not as an ActivityError.
+                if isinstance(error, exceptions.ApplicationError) and error.non_retryable:
+                    raise  # refused for good: as it would be as a regular activity
+                workflow.logger.warning(
+                    "campaign %s: %s failed as a local activity (%s); retrying it as an activity",
+                    self._campaign_id,
+                    getattr(activity, "__name__", activity),
+                    error,
+                )
+        return await workflow.execute_activity_method(activity, arg, **CONTROL_OPTIONS)
+
     # ------------------------------------------------------------------- before sending
 
     async def _load(self) -> None:
-        snapshot: CampaignSnapshot = await workflow.execute_activity_method(
-            CampaignActivities.load_campaign, self._campaign_id, **CONTROL_OPTIONS
-        )
+        snapshot = await self._control(CampaignActivities.load_campaign, self._campaign_id)
         s = self._s
         s.status = snapshot.status
         s.status_reason = snapshot.status_reason
@@ -129,9 +177,7 @@ class CampaignLifecycle:
             )
 
     async def _preflight(self) -> None:
-        result = await workflow.execute_activity_method(
-            CampaignActivities.preflight, self._campaign_id, **CONTROL_OPTIONS
-        )
+        result = await self._control(CampaignActivities.preflight, self._campaign_id)
         if not result.ok:
             await self._change_status(
                 CampaignStatus.FAILED, action="preflight", reason=result.reason
@@ -190,7 +236,7 @@ class CampaignLifecycle:
         await self._release_credits()
 
     async def _finish_pending(self, to_status: MessageStatus, reason: str) -> None:
-        await workflow.execute_activity_method(
+        await self._control(
             CampaignActivities.finish_pending,
             FinishPending(
                 campaign_id=self._campaign_id,
@@ -198,7 +244,6 @@ class CampaignLifecycle:
                 reason=reason,
                 include_sending=True,
             ),
-            **CONTROL_OPTIONS,
         )
 
     async def _wait_for_delivery_if_required(self) -> None:
@@ -217,18 +262,14 @@ class CampaignLifecycle:
             await self._refresh_counts()
 
     async def _release_credits(self) -> None:
-        await workflow.execute_activity_method(
-            CampaignActivities.release_credits, self._campaign_id, **CONTROL_OPTIONS
-        )
+        await self._control(CampaignActivities.release_credits, self._campaign_id)
 
     def _count(self, statuses: frozenset[MessageStatus]) -> int:
         return sum(n for status, n in self._s.counts.items() if status in statuses)
 
     async def _refresh_counts(self) -> None:
         self._last_refresh = workflow.now()
-        snapshot: CountsSnapshot = await workflow.execute_activity_method(
-            CampaignActivities.count_messages, self._campaign_id, **CONTROL_OPTIONS
-        )
+        snapshot = await self._control(CampaignActivities.count_messages, self._campaign_id)
         self._s.counts = dict(snapshot.counts)
         self._s.errors = list(snapshot.errors)
         self._campaigns_on_sender = snapshot.campaigns_on_sender
@@ -265,10 +306,9 @@ class CampaignLifecycle:
             self._append_timeline(entry)
             self._upsert_search_attributes()
             self._set_details()
-            await workflow.execute_activity_method(
+            await self._control(
                 CampaignActivities.record_status_change,
                 StatusChange(campaign_id=self._campaign_id, entry=entry),
-                **CONTROL_OPTIONS,
             )
 
     async def _record_entry(self, entry: TimelineEntry) -> None:
@@ -276,10 +316,9 @@ class CampaignLifecycle:
         async with self._lock:
             self._append_timeline(entry)
             self._set_details()
-            await workflow.execute_activity_method(
+            await self._control(
                 CampaignActivities.record_timeline,
                 StatusChange(campaign_id=self._campaign_id, entry=entry),
-                **CONTROL_OPTIONS,
             )
 
     def _append_timeline(self, entry: TimelineEntry) -> None:

@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from whatsapp_campaigns.domain.statuses import CampaignStatus
 
 from whatsapp_campaigns.workflows.dispatch import CampaignDispatch
-from whatsapp_campaigns.workflows.lifecycle import CONTROL_OPTIONS
 
 # Partitions check on their refresh rhythm that their campaign's workflow still runs
 # (`_refresh_counts`). Histories from before it replay without the check.
@@ -137,9 +136,7 @@ class SendPartitionWorkflow(CampaignDispatch):
         if self._s.status.is_terminal or not workflow.patched(CAMPAIGN_WATCH_PATCH):
             return
         campaign_workflow_id = self._input.campaign_workflow_id
-        running = await workflow.execute_activity_method(
-            CampaignWatch.campaign_workflow_running, campaign_workflow_id, **CONTROL_OPTIONS
-        )
+        running = await self._control(CampaignWatch.campaign_workflow_running, campaign_workflow_id)
         if not running:
             workflow.logger.warning(
                 "partition %d of campaign %s: the campaign's workflow %s is closed: "
