@@ -249,9 +249,12 @@ async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
 async def test_campaign_and_partitions_continuing_as_new_keep_hearing_each_other(
     short_history_server: WorkflowEnvironment, db_url: str
 ) -> None:
-    async with running_engine(short_history_server.client, db_url, sender_rate=50) as engine:
+    # 30 s of sending: the campaign's own history reaches 60 events in about 20 (some 40 by
+    # its partitions' start, a count re-read every 5 s adds six: a timer and a workflow task
+    # around one local activity); its partitions' histories get there every few dozen sends.
+    async with running_engine(short_history_server.client, db_url, sender_rate=20) as engine:
         engine.emulator.latency = 0.02
-        phones = ordinary_numbers(500)
+        phones = ordinary_numbers(600)
         campaign_id = await engine.campaign(phones, policy=partitioned(2))
         handle = await engine.start(campaign_id)
         first_run = (await handle.describe()).run_id
