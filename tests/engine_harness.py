@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from whatsapp_campaigns.domain.engine import CampaignInput
 from whatsapp_campaigns.domain.models import ActorKind, CampaignDraft, Progress, Sender
@@ -210,3 +210,13 @@ def local_activity_name(event: HistoryEvent) -> str | None:
         return None
     data = json.loads(marker.details["data"].payloads[0].data)
     return str(data["activity_type"])
+
+
+def activity_tasks(history: WorkflowHistory) -> list[str]:
+    """The activity type of each activity task the workflow scheduled (local activities run
+    without one), in order."""
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]

@@ -10,10 +10,15 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from tests.engine_harness import Engine, ordinary_numbers, running_engine, wait_for_sends
+from tests.engine_harness import (
+    Engine,
+    activity_tasks,
+    ordinary_numbers,
+    running_engine,
+    wait_for_sends,
+)
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.api.webhook_ingest import WebhookIngest
 from whatsapp_campaigns.domain.models import Progress
@@ -157,14 +162,13 @@ async def test_failure_rate_above_5_percent_auto_pauses_the_campaign(
     assert final.counts.get(MessageStatus.CANCELLED, 0) > 0  # it stopped before the end
 
 
-async def test_a_control_step_the_store_does_not_answer_for_its_budget_goes_on_as_an_activity(
+async def test_a_control_step_the_store_fails_four_times_goes_on_as_an_activity(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The store fails the campaign's first five count reads: the local activity spends its
-    # four attempts on them, 1, 2 and 4 s apart (LOCAL_CONTROL_OPTIONS); the
-    # fifth is the first attempt of a regular activity, whose retries add nothing to the
-    # history however long they last. On a real server: the time-skipping one runs workflow
-    # time ahead of the worker's clock, and the local activity's budget never runs out there.
+    # four attempts on them, 1, 2 and 4 s apart (LOCAL_CONTROL_OPTIONS); the fifth is the
+    # first attempt of a regular activity, whose retries add nothing to the history however
+    # long they last.
     failures = iter(range(5))
     sharing_sender = store_campaigns.sharing_sender
 
@@ -179,11 +183,7 @@ async def test_a_control_step_the_store_does_not_answer_for_its_budget_goes_on_a
 
     final = await handle.result()
 
-    tasks = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in (await handle.fetch_history()).events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
+    tasks = activity_tasks(await handle.fetch_history())
     assert final.status is CampaignStatus.COMPLETED
     assert next(failures, None) is None  # every failure was met, and retried past
     assert tasks == ["count_messages"] + ["send_message"] * 3

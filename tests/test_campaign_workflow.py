@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.engine_harness import (
     ORDINARY,
     Engine,
+    activity_tasks,
     local_activity_name,
     ordinary_numbers,
     timeline_actions,
@@ -224,14 +225,9 @@ async def test_a_campaign_runs_its_control_steps_as_local_activities_and_only_it
     await engine.record_history(handle, "local_control_steps")
 
     history = await handle.fetch_history()
-    tasks = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
     local = {name for e in history.events if (name := local_activity_name(e)) is not None}
     assert final.status is CampaignStatus.COMPLETED
-    assert tasks == ["send_message"] * 3
+    assert activity_tasks(history) == ["send_message"] * 3
     assert local == {
         "load_campaign",
         "record_status_change",
