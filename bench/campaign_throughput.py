@@ -18,13 +18,17 @@ failures, each campaign's share of the sends (and, with `--json`, when each work
 and each number's backlog every 2 s: `finish_seconds`, `send_backlog_samples_by_number`), and
 per message what the server's metrics counted (`server_per_message`: persistence operations
 and their seconds by operation, tasks handed out by matching, in all and at once, and
-requests by API); then medians and the campaign/bare ratio. `--dynamic-config KEY=VALUE`
-changes the dev server's configuration.
+requests by API; `execution_updates`: the server's writes of workflow executions per message,
+the milliseconds each took and the seconds per second its store spent in them); then medians
+and the campaign/bare ratio. `--dynamic-config KEY=VALUE` and `--sqlite-pragma KEY=VALUE`
+change the dev server's configuration.
 
     .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
     .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
     .venv/bin/python bench/campaign_throughput.py --pause-at-half   # pause → last send started
     .venv/bin/python bench/campaign_throughput.py --dynamic-config matching.enableFairness=false
+    .venv/bin/python bench/campaign_throughput.py --sqlite-pragma journal_mode=delete \
+        --sqlite-pragma synchronous=full   # SQLite's own defaults for the server's store
 """
 
 import argparse
@@ -152,6 +156,22 @@ class RunResult:
     def rate(self) -> float:
         return self.messages / self.seconds
 
+    def execution_updates(self) -> dict[str, float] | None:
+        """The server's writes of workflow executions (UpdateWorkflowExecution): per message, the
+        milliseconds each took in its store, and the seconds the store spent in them per second
+        of the run. The dev server's SQLite store takes them one at a time, so near 0.9 s/s the
+        run is bound by them: its rate is that busy share over the updates per message times
+        the seconds each (bench/RESULTS.md, "The dev server's SQLite")."""
+        count = self.server_counters.get("persistence_requests UpdateWorkflowExecution")
+        seconds = self.server_counters.get("persistence_latency_sum UpdateWorkflowExecution")
+        if not count or seconds is None:
+            return None
+        return {
+            "per_message": round(count / self.messages, 3),
+            "ms_each": round(1000 * seconds / count, 2),
+            "store_busy_seconds_per_second": round(seconds / self.seconds, 2),
+        }
+
     def row(self) -> dict[str, Any]:
         per_k = {k: round(v * 1000 / self.messages, 2) for k, v in self.cpu.items()}
         backlog = [sum(sample) for sample in self.backlog_samples]  # all the send queues
@@ -176,6 +196,7 @@ class RunResult:
             "send_backlog_samples_by_number": [
                 list(number) for number in zip(*self.backlog_samples, strict=True)
             ],
+            "execution_updates": self.execution_updates(),
             "server_per_message": {
                 k: round(v / self.messages, 4)
                 for k, v in sorted(self.server_counters.items(), key=lambda kv: -kv[1])
@@ -563,6 +584,12 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
                 for group in runs[0].cpu
             },
         }
+        updates = [u for r in runs if (u := r.execution_updates()) is not None]
+        if updates:
+            summary[kind]["median_execution_update"] = {
+                key: statistics.median(u[key] for u in updates)
+                for key in ("ms_each", "store_busy_seconds_per_second")
+            }
     for kind, runs in by_kind.items():
         if kind == "bare fan-out" or "bare fan-out" not in by_kind:
             continue
@@ -580,10 +607,11 @@ async def main_async(
     compare_with: Sequence[Path],
     partitions: Sequence[int],
     dynamic_config: dict[str, str],
+    sqlite_pragmas: dict[str, str],
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     results: list[RunResult] = []
-    with dev_server(workdir, dynamic_config) as server:
+    with dev_server(workdir, dynamic_config, sqlite_pragmas) as server:
         print(f"dev server {server.version.splitlines()[0]} at {server.address}")
         for round_ in range(1, repeat + 1):
             kinds: list[tuple[str, Callable[..., Awaitable[RunResult]], tuple[Any, ...]]] = []
@@ -606,13 +634,15 @@ async def main_async(
             "python": platform.python_version(),
             "temporal": server.version.splitlines()[0],
             "dynamic_config_overrides": dynamic_config,
+            "sqlite_pragma_overrides": sqlite_pragmas,
             "load_average_after": load_average(),
         }
     return {"machine": machine, "runs": [r.row() for r in results], "summary": summarize(results)}
 
 
 def _key_value(text: str) -> tuple[str, str]:
-    """`--dynamic-config`'s KEY=VALUE, or argparse's usage error naming what was given."""
+    """`--dynamic-config`'s and `--sqlite-pragma`'s KEY=VALUE, or argparse's usage error naming
+    what was given."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -661,9 +691,18 @@ def main() -> None:
         help="the dev server's dynamic config: replaces the dev stack's value of KEY, or adds it "
         "(repeatable; e.g. matching.enableFairness=false)",
     )
+    parser.add_argument(
+        "--sqlite-pragma",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a pragma of the dev server's SQLite: replaces the dev stack's value of KEY "
+        "(processes.TEMPORAL_SQLITE_PRAGMAS), or adds it (repeatable; e.g. journal_mode=delete "
+        "synchronous=full, SQLite's defaults)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    dynamic_config = dict(args.dynamic_config)
     opts = Options(
         recipients=args.recipients,
         campaigns=args.campaigns,
@@ -681,7 +720,8 @@ def main() -> None:
             args.skip_bare,
             args.compare_with,
             args.partitions or [1],
-            dynamic_config,
+            dict(args.dynamic_config),
+            dict(args.sqlite_pragma),
         )
     )
     print(json.dumps(report["summary"], indent=2))

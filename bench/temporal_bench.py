@@ -48,17 +48,20 @@ class DevServer:
 
 
 @contextlib.contextmanager
-def dev_server(workdir: Path, dynamic_config: Mapping[str, str] = {}) -> Iterator[DevServer]:
+def dev_server(
+    workdir: Path,
+    dynamic_config: Mapping[str, str] = {},
+    sqlite_pragmas: Mapping[str, str] = {},
+) -> Iterator[DevServer]:
     """`temporal server start-dev` on a free loopback port with a file-backed SQLite store, as
-    the dev stack runs it (search attributes, dynamic config, where `dynamic_config` replaces or
-    adds keys); stopped when the block ends."""
+    the dev stack runs it (search attributes, dynamic config, SQLite pragmas, where
+    `dynamic_config` and `sqlite_pragmas` replace or add keys); stopped when the block ends."""
     port, metrics_port = free_port(), free_port()
-    command = with_dynamic_config(
-        temporal_dev_server_command(
-            temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
-        ),
-        dynamic_config,
+    command = temporal_dev_server_command(
+        temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
     )
+    command = with_flag_values(command, "--dynamic-config-value", dynamic_config)
+    command = with_flag_values(command, "--sqlite-pragma", sqlite_pragmas)
     command += ["--metrics-port", str(metrics_port)]
     version = subprocess.run(
         [temporal_binary(), "--version"], capture_output=True, text=True, check=True
@@ -89,20 +92,21 @@ def dev_server(workdir: Path, dynamic_config: Mapping[str, str] = {}) -> Iterato
         log.close()
 
 
-def with_dynamic_config(command: Sequence[str], overrides: Mapping[str, str]) -> list[str]:
-    """`command` with each `--dynamic-config-value KEY=...` of `overrides`' keys replaced by
-    theirs (a key given twice to the CLI is ambiguous), and their other keys added."""
+def with_flag_values(command: Sequence[str], flag: str, overrides: Mapping[str, str]) -> list[str]:
+    """`command` with each `FLAG KEY=...` of `overrides`' keys replaced by theirs (a key given
+    twice to the CLI is ambiguous), and their other keys added: `--dynamic-config-value`,
+    `--sqlite-pragma`."""
     kept: list[str] = []
     pairs = iter(command)
     for arg in pairs:
-        if arg == "--dynamic-config-value":
+        if arg == flag:
             value = next(pairs)
             if value.split("=", 1)[0] not in overrides:
                 kept += [arg, value]
         else:
             kept.append(arg)
     for key, value in overrides.items():
-        kept += ["--dynamic-config-value", f"{key}={value}"]
+        kept += [flag, f"{key}={value}"]
     return kept
 
 

@@ -81,14 +81,29 @@ TEMPORAL_DYNAMIC_CONFIG = (
 )
 
 
+# The dev server's SQLite file, as `--sqlite-pragma` values: a write-ahead log, synced at its
+# checkpoints rather than at each commit. Temporal's SQLite store has one connection, so every
+# write of a workflow execution waits for the one before; in SQLite's default rollback journal
+# each commit wrote and deleted a journal file and synced the disk twice, and at sixteen
+# campaigns that store was busy 0.9 s of every second (bench/RESULTS.md, "The dev server's
+# SQLite"). A crash of the server loses nothing committed; a crash of the machine may lose
+# its last commits (https://www.sqlite.org/pragma.html#pragma_synchronous): a dev stack's trade.
+TEMPORAL_SQLITE_PRAGMAS = (
+    *("--sqlite-pragma", "journal_mode=wal"),
+    *("--sqlite-pragma", "synchronous=normal"),
+)
+
+
 def temporal_dev_server_command(
     temporal: str, host: str, port: int, db_file: Path, namespace: str, *, ui_port: int | None
 ) -> list[str]:
-    """`temporal server start-dev` keeping its state in `db_file`, with fairness on and the
-    campaigns' search attributes registered (again on a restart: the dev server accepts that)."""
+    """`temporal server start-dev` keeping its state in `db_file` (in WAL mode), with fairness on
+    and the campaigns' search attributes registered (again on a restart: the dev server accepts
+    that)."""
     command = [
         *(temporal, "server", "start-dev", "--ip", host, "--port", str(port)),
         *("--db-filename", str(db_file), "--namespace", namespace, "--log-level", "warn"),
+        *TEMPORAL_SQLITE_PRAGMAS,
         *TEMPORAL_DYNAMIC_CONFIG,
     ]
     if ui_port is None:
