@@ -187,12 +187,24 @@ async def run_project_workers(
     client = await connect(settings)
     providers = AccountProviders(settings, db, shared=provider)
     workers = build_workers(client, settings, db, providers, senders=list(senders))
+    settle_heap()
     running = asyncio.create_task(workers.run())
     print("ready", flush=True)
     await stop.wait()
     await workers.shutdown()
     await running
     await providers.aclose()
+
+
+def settle_heap() -> None:
+    """Set the garbage collector for serving, as `run_worker` does (workers/heap.py), in the
+    bench's worker processes, the bare fan-out's too: both pay the same for it. Skipped for a
+    --compare-with copy of the package that predates it."""
+    try:
+        from whatsapp_campaigns.workers.heap import settle_for_serving
+    except ImportError:
+        return
+    settle_for_serving()
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:

@@ -23,7 +23,12 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fanout
-from temporal_bench import add_store_numbers, run_project_workers, serve_until_signalled
+from temporal_bench import (
+    add_store_numbers,
+    run_project_workers,
+    serve_until_signalled,
+    settle_heap,
+)
 
 from whatsapp_campaigns.domain.models import Template
 from whatsapp_campaigns.domain.tenancy import PhoneNumberInfo
@@ -102,6 +107,7 @@ async def serve_fanout(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
         )
+    settle_heap()
     running = asyncio.gather(*(worker.run() for worker in workers))
     print("ready", flush=True)
     await stop.wait()

@@ -32,7 +32,7 @@ from whatsapp_campaigns.store.connections import verify_secret_key
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.temporal_client import connect
 from whatsapp_campaigns.whatsapp.connections import AccountProviders, secret_box
-from whatsapp_campaigns.workers import sandbox_contexts
+from whatsapp_campaigns.workers import heap, sandbox_contexts
 from whatsapp_campaigns.workers.queue_rates import QueueRates
 from whatsapp_campaigns.workers.send_workers import SendWorkers
 from whatsapp_campaigns.workflows.campaign import CampaignWorkflow
@@ -149,6 +149,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     providers = AccountProviders(settings, db)
     workers = build_workers(client, settings, db, providers)
+    heap.settle_for_serving()
     log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.create_task(workers.run())
     await stop.wait()
