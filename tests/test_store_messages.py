@@ -315,6 +315,7 @@ def test_start_attempt_claims_a_queued_message_with_everything_the_send_needs(
     assert (job.sender_phone_number_id, job.phone_e164) == (SENDER, _phones(1)[0])
     assert (job.template_name, job.language, job.variables) == ("spring_sale", "en", {"name": "C0"})
     assert (job.attempt, job.policy.max_attempts) == (1, 5)
+    assert job.sender_rate == 80  # the number's messages/s, for the per-second admission
 
 
 def test_concurrent_claims_of_one_message_hand_it_out_once(account: Database) -> None:
