@@ -20,8 +20,9 @@ per message what the server's metrics counted (`server_per_message`: persistence
 and their seconds by operation, tasks handed out by matching, in all and at once, and
 requests by API; `execution_updates`: the server's writes of workflow executions per message,
 the milliseconds each took and the seconds per second its store spent in them); then medians
-and the campaign/bare ratio. `--dynamic-config KEY=VALUE` and `--sqlite-pragma KEY=VALUE`
-change the dev server's configuration.
+and the campaign/bare ratio, with the ratio of their CPU per message (all of it, and without
+PostgreSQL's: the ratio with the store on a host of its own). `--dynamic-config KEY=VALUE`
+and `--sqlite-pragma KEY=VALUE` change the dev server's configuration.
 
     .venv/bin/python bench/campaign_throughput.py --recipients 10000 --repeat 3
     .venv/bin/python bench/campaign_throughput.py --campaigns 16 --numbers 4 --worker-processes 2
@@ -593,11 +594,25 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
     for kind, runs in by_kind.items():
         if kind == "bare fan-out" or "bare fan-out" not in by_kind:
             continue
-        pairs = zip(runs, by_kind["bare fan-out"], strict=False)
+        pairs = list(zip(runs, by_kind["bare fan-out"], strict=False))
         ratios = [c.rate / b.rate for c, b in pairs]
         summary[kind]["ratio_to_bare_each_round"] = [round(r, 3) for r in ratios]
         summary[kind]["ratio_to_bare_median"] = round(statistics.median(ratios), 3)
+        # When the box's cores bind both, the rate ratio is this one; the second is what it
+        # would be with the store on a host of its own (bench/RESULTS.md, "The ratio to the
+        # bare fan-out: what this box allows").
+        for key, groups in (
+            ("cpu", ("workers", "server", "postgres")),
+            ("cpu_store_apart", ("workers", "server")),
+        ):
+            cpu_ratios = [cpu_per_message(b, groups) / cpu_per_message(c, groups) for c, b in pairs]
+            summary[kind][f"{key}_ratio_to_bare_each_round"] = [round(r, 3) for r in cpu_ratios]
     return summary
+
+
+def cpu_per_message(run: RunResult, groups: tuple[str, ...]) -> float:
+    """CPU seconds per message of the processes in `groups` (workers, server, postgres)."""
+    return sum(run.cpu.get(group, 0.0) for group in groups) / run.messages
 
 
 async def main_async(
