@@ -5,7 +5,8 @@ pydantic, the workflow sandbox: a few hundred thousand), and every message alloc
 short-lived ones. With CPython's defaults (a young collection every 700 net allocations, a
 full one every hundred young ones or so) the full collections walked the whole startup heap,
 about 190 ms each, and the collector took a sixth of the campaign worker's CPU at 16
-campaigns (bench/RESULTS.md, "The worker's garbage collector"). Freezing what startup made
+campaigns (bench/RESULTS.md, "The worker's garbage collector, the curve, what the ratio can
+reach"). Freezing what startup made
 takes it out of every later collection (`gc.freeze`); a higher young threshold lets most
 per-message objects die by reference count before any collection looks at them.
 
