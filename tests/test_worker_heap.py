@@ -4,7 +4,6 @@ made is frozen, young collections come less often, and reference cycles are stil
 Each check runs in a process of its own: the collector's settings are the whole process's.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.servers import start_worker
 from whatsapp_campaigns.workers import heap
 
 
@@ -66,13 +66,7 @@ def test_the_worker_process_settles_its_heap_before_it_polls(
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
         "CAMPAIGNS_TASK_QUEUE": f"campaigns-heap-{uuid.uuid4().hex[:8]}",
     }
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "whatsapp_campaigns.workers"],
-            env=os.environ | environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(environment, log)
     try:
         deadline = time.monotonic() + 60
         while "worker polling" not in log.read_text() and worker.poll() is None:

@@ -7,10 +7,7 @@ accepted while the worker died are reconciled by their "sent" webhook before any
 """
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, ordinary_numbers
-from tests.servers import serving
+from tests.servers import serving, start_worker
 from whatsapp_campaigns.api.app import create_app
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
@@ -35,16 +32,6 @@ pytestmark = pytest.mark.e2e
 
 RECIPIENTS = 600
 RECONCILE_SECONDS = 3
-
-
-def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "whatsapp_campaigns.workers"],
-            env=os.environ | environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def wait_until_sent(emulator: SandboxEmulator, count: int, timeout: float = 60.0) -> None:
