@@ -106,6 +106,36 @@ def test_with_an_endpoint_spans_reach_the_collector_over_otlp_http() -> None:
     assert b"probe-span" in body and b"campaigns-probe" in body
 
 
+# A process of its own, so that nothing imported by this test module counts.
+_WORKER_IMPORTS = """
+import sys
+from whatsapp_campaigns import tracing
+from whatsapp_campaigns.settings import Settings
+from whatsapp_campaigns.temporal_client import connect
+from whatsapp_campaigns.workers.main import build_workers
+
+assert not tracing.start(Settings(_env_file=None), "campaigns-worker")
+assert tracing.temporal_interceptors() == []
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_a_worker_without_tracing_does_not_load_the_tracing_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "CAMPAIGNS_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    loaded = subprocess.run(
+        [sys.executable, "-c", _WORKER_IMPORTS],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    assert "whatsapp_campaigns" in loaded
+    assert {"opentelemetry", "fastapi", "starlette"}.isdisjoint(loaded)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
