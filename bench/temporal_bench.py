@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.domain.models import Sender
 from whatsapp_campaigns.processes import free_port, temporal_dev_server_command
 from whatsapp_campaigns.settings import Settings
@@ -56,6 +55,11 @@ def dev_server(
     """`temporal server start-dev` on a free loopback port with a file-backed SQLite store, as
     the dev stack runs it (search attributes, dynamic config, SQLite pragmas, where
     `dynamic_config` and `sqlite_pragmas` replace or add keys); stopped when the block ends."""
+    # Imported here, not at the top: the worker processes import this module too, and the dev
+    # stack's module brings the web stack (FastAPI, uvicorn, the dashboard's), ~20 MiB that a
+    # real worker does not hold and the bench would count in the workers' RSS.
+    from whatsapp_campaigns.devstack import temporal_binary
+
     port, metrics_port = free_port(), free_port()
     command = temporal_dev_server_command(
         temporal_binary(), "127.0.0.1", port, workdir / "temporal.db", "default", ui_port=None
