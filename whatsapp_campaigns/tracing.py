@@ -84,10 +84,10 @@ def install(provider: "TracerProvider") -> None:
 
 def uninstall() -> None:
     """Stop tracing new work (the provider stays its owner's to shut down)."""
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
     global _provider
     if _provider is not None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
         HTTPXClientInstrumentor().uninstrument()
         _provider = None
 
