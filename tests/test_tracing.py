@@ -123,7 +123,11 @@ print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
 def test_a_worker_without_tracing_does_not_load_the_tracing_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "CAMPAIGNS_OTLP_ENDPOINT"):
+    for name in (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "CAMPAIGNS_OTLP_ENDPOINT",
+    ):
         monkeypatch.delenv(name, raising=False)
     loaded = subprocess.run(
         [sys.executable, "-c", _WORKER_IMPORTS],
