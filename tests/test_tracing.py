@@ -111,8 +111,7 @@ _WORKER_IMPORTS = """
 import sys
 from whatsapp_campaigns import tracing
 from whatsapp_campaigns.settings import Settings
-from whatsapp_campaigns.temporal_client import connect
-from whatsapp_campaigns.workers.main import build_workers
+from whatsapp_campaigns.workers.main import build_workers  # its client and workers too
 
 assert not tracing.start(Settings(_env_file=None), "campaigns-worker")
 assert tracing.temporal_interceptors() == []
