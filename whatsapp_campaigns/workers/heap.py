@@ -6,9 +6,9 @@ short-lived ones. With CPython's defaults (a young collection every 700 net allo
 full one every hundred young ones or so) the full collections walked the whole startup heap,
 about 190 ms each, and the collector took a sixth of the campaign worker's CPU at 16
 campaigns (bench/RESULTS.md, "The worker's garbage collector, the curve, what the ratio can
-reach"). Freezing what startup made
-takes it out of every later collection (`gc.freeze`); a higher young threshold lets most
-per-message objects die by reference count before any collection looks at them.
+reach"). Freezing what startup made takes it out of every later collection (`gc.freeze`); a
+higher young threshold lets most per-message objects die by reference count before any
+collection looks at them.
 
 Only reference cycles wait for the collector, and a young collection still comes every
 YOUNG_COLLECTION_EVERY container allocations: what a cycle holds is freed a little later, the
