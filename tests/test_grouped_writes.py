@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from tests.store_helpers import seed_account, seed_audience, seed_campaign, seed_messages
 from tests.webhook_helpers import later
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
+from whatsapp_campaigns.activities.grouped_writes import Batched, GroupedWrites, Then
 from whatsapp_campaigns.domain.statuses import CampaignStatus, MessageStatus
 from whatsapp_campaigns.store import messages
 from whatsapp_campaigns.store.db import Database
@@ -31,10 +31,11 @@ def _queued_messages(db: Database, n: int) -> list[int]:
     return seed_messages(db, campaign_id, audience_id)
 
 
-def _claim(message_id: int) -> functools.partial[messages.AttemptStart]:
-    return functools.partial(
-        messages.claim_attempt, message_id=message_id, reconcile_window=RECONCILE
-    )
+_CLAIMS = functools.partial(messages.claim_attempts, reconcile_window=RECONCILE)
+
+
+def _claim(message_id: int) -> Batched[int]:
+    return Batched(_CLAIMS, message_id)
 
 
 def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[MessageStatus, int]]:
@@ -140,6 +141,38 @@ async def test_a_group_writes_its_messages_in_id_order_and_answers_each_caller(
     assert answers == [300, 100, 200]
 
 
+async def test_a_batched_write_is_made_once_per_group_for_every_caller_that_asked(
+    db: Database,
+) -> None:
+    writes = GroupedWrites(db)
+    calls: list[list[int]] = []
+
+    def tenfold(connection: Connection, items: list[int]) -> list[int]:
+        calls.append(items)
+        return [item * 10 for item in items]
+
+    asked = (3, 1, 2)  # asked for in one go: one group
+    answers = await asyncio.gather(*(writes.run(Batched(tenfold, i), order=i) for i in asked))
+
+    assert calls == [[1, 2, 3]]  # one call, the items in order
+    assert answers == [30, 10, 20]  # each caller its own answer
+
+
+async def test_a_group_locks_the_messages_of_its_writes_first_in_id_order(db: Database) -> None:
+    ran: list[str] = []
+
+    def lock(connection: Connection, message_ids: list[int]) -> None:
+        ran.append(f"lock {message_ids}")
+
+    def write(message_id: int) -> Callable[[Connection], None]:
+        return lambda connection: ran.append(f"write {message_id}")
+
+    writes = GroupedWrites(db, lock=lock)
+    await asyncio.gather(*(writes.run(write(i), order=i) for i in (20, 10)))
+
+    assert ran == ["lock [10, 20]", "write 10", "write 20"]
+
+
 async def test_send_groups_and_webhook_batches_on_the_same_messages_never_deadlock(
     db: Database,
 ) -> None:
@@ -165,18 +198,13 @@ async def test_send_groups_and_webhook_batches_on_the_same_messages_never_deadlo
 
     applier = threading.Thread(target=webhooks)
     applier.start()
-    writes = GroupedWrites(db)
+    writes = GroupedWrites(db, lock=messages.lock_in_id_order)  # as the send path does
     groups = 0
     for start in range(0, len(shuffled), 50):
         groups += 1
         await asyncio.gather(
             *(
-                writes.run(
-                    functools.partial(
-                        messages.store_accepted, message_id=i, provider_message_id=f"wamid.{i}"
-                    ),
-                    order=i,
-                )
+                writes.run(Batched(messages.store_accepted, (i, f"wamid.{i}")), order=i)
                 for i in shuffled[start : start + 50]
             )
         )

@@ -448,6 +448,69 @@ def test_start_attempt_of_an_unknown_message_is_a_lookup_error(account: Database
         messages.start_attempt(account, 999, reconcile_window=WINDOW)
 
 
+# --- claim_attempts: the claims of concurrent sends, in one read and one write ---------------
+
+
+def test_claiming_messages_together_answers_each_as_claiming_it_alone_would(
+    account: Database,
+) -> None:
+    _, (queued, accepted, unresolved, retrying) = _queued(account, 4)
+    _set(account, accepted, status="sent", provider_message_id="wamid.1", attempts=1)
+    sending_at = utcnow() - timedelta(seconds=10)
+    _set(account, unresolved, status="sending", attempts=1, sending_at=sending_at)
+    _set(account, retrying, status="retrying", attempts=2)
+
+    with account.transaction() as connection:
+        starts = messages.claim_attempts(
+            connection, [queued, accepted, unresolved, retrying], reconcile_window=WINDOW
+        )
+
+    assert [start.job.message_id if start.job else None for start in starts] == [
+        queued,
+        None,
+        None,
+        retrying,
+    ]
+    assert (starts[1].settled, starts[2].unresolved_since) == (M.SENT, sending_at)
+    assert [start.job.attempt for start in starts if start.job] == [1, 3]
+    assert [(_row(account, i).status, _row(account, i).attempts) for i in (queued, retrying)] == [
+        ("sending", 1),
+        ("sending", 3),
+    ]
+    assert (_row(account, unresolved).attempts, _row(account, accepted).status) == (1, "sent")
+
+
+def test_claiming_messages_of_two_campaigns_together_gives_each_job_its_campaign(
+    account: Database,
+) -> None:
+    first, (first_id,) = _queued(account, policy={"max_attempts": 5})
+    second, (second_id,) = _queued(account, first_phone=1)
+
+    with account.transaction() as connection:
+        starts = messages.claim_attempts(connection, [first_id, second_id], reconcile_window=WINDOW)
+
+    jobs = [start.job for start in starts if start.job]
+    assert [(job.campaign_id, job.policy.max_attempts) for job in jobs] == [(first, 5), (second, 3)]
+
+
+def test_a_message_claimed_twice_in_one_batch_is_refused(account: Database) -> None:
+    # Each claim must see the store as the one before it left it: claimed one by one instead.
+    _, (message_id,) = _queued(account)
+    with pytest.raises(ValueError, match="claimed twice"), account.transaction() as connection:
+        messages.claim_attempts(connection, [message_id, message_id], reconcile_window=WINDOW)
+    assert _row(account, message_id).attempts == 0
+
+
+def test_claiming_an_unknown_message_with_others_is_a_lookup_error_for_the_batch(
+    account: Database,
+) -> None:
+    _, (message_id,) = _queued(account)
+    refused = pytest.raises(LookupError, match="message 999 not found")
+    with refused, account.transaction() as connection:
+        messages.claim_attempts(connection, [message_id, 999], reconcile_window=WINDOW)
+    assert _row(account, message_id).attempts == 0  # rolled back with the batch
+
+
 # --- record_accepted ------------------------------------------------------------------------
 
 
@@ -531,6 +594,31 @@ def test_record_accepted_with_a_different_provider_id_is_refused(account: Databa
 def test_record_accepted_of_an_unknown_message_is_a_lookup_error(account: Database) -> None:
     with pytest.raises(LookupError, match="message 999 not found"):
         messages.record_accepted(account, 999, "wamid.1")
+
+
+def test_accepted_ids_stored_together_give_each_message_its_status(account: Database) -> None:
+    _, ids = _queued(account, 3)
+    _set(account, ids[1], status="delivered", provider_message_id="wamid.1")
+
+    with account.transaction() as connection:
+        statuses = messages.store_accepted(
+            connection, [(ids[0], "wamid.0"), (ids[1], "wamid.1"), (ids[2], "wamid.2")]
+        )
+
+    assert statuses == [M.SENT, M.DELIVERED, M.SENT]
+    assert [_row(account, i).provider_message_id for i in ids] == ["wamid.0", "wamid.1", "wamid.2"]
+
+
+def test_accepted_ids_stored_together_are_refused_together_if_one_is_another_id(
+    account: Database,
+) -> None:
+    # The caller rolls back the batch and stores each alone (activities/grouped_writes.py).
+    _, ids = _queued(account, 2)
+    messages.record_accepted(account, ids[1], "wamid.1")
+    refused = pytest.raises(ValueError, match=rf"message {ids[1]} already has provider id wamid\.1")
+    with refused, account.transaction() as connection:
+        messages.store_accepted(connection, [(ids[0], "wamid.0"), (ids[1], "wamid.2")])
+    assert _row(account, ids[0]).provider_message_id is None
 
 
 # --- record_failure -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
-from whatsapp_campaigns.activities.grouped_writes import GroupedWrites, Then
+from whatsapp_campaigns.activities.grouped_writes import Batched, GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import Template, template_stopped_reason
@@ -76,14 +76,16 @@ class SendActivities:
         (bench/number_rates.py --send-path)."""
         self._db = db
         self._providers = providers
-        self._reconcile_window = reconcile_window
         self._template_cache_seconds = template_cache_seconds
-        self._admission = admission
         # Each template read with its variables (PreparedTemplate), and when it was read.
         self._templates: dict[tuple[str, str, str], tuple[float, PreparedTemplate | None]] = {}
         self._template_reads: dict[tuple[str, str, str], asyncio.Lock] = {}
         # The claims and accepted ids of concurrent sends, committed together.
-        self._writes = GroupedWrites(db)
+        self._writes = GroupedWrites(db, lock=messages.lock_in_id_order)
+        # The claims of a group, one batch (made once: a batch is known by its function).
+        self._claims = functools.partial(
+            _claim_admitted, reconcile_window=reconcile_window, admit=admission
+        )
         # Which sends waiting for a slot of their number ask first (utility before marketing).
         self._waits = send_slots.PriorityWaits()
 
@@ -213,11 +215,7 @@ class SendActivities:
         with metrics.time_send():  # the WhatsApp call only, whether it succeeds or not
             provider_message_id = await provider.send_template(send)
         status = await self._writes.run(
-            functools.partial(
-                messages.store_accepted,
-                message_id=job.message_id,
-                provider_message_id=provider_message_id,
-            ),
+            Batched(messages.store_accepted, (job.message_id, provider_message_id)),
             order=job.message_id,
         )
         metrics.record_send(status)
@@ -226,15 +224,7 @@ class SendActivities:
     async def _start_attempt(self, message_id: int) -> "tuple[AttemptStart, _HeldSlot | None]":
         """Claim the message and, in the same write, a slot of its number's current second."""
         while True:
-            claimed = await self._writes.run(
-                functools.partial(
-                    _claim_admitted,
-                    message_id=message_id,
-                    reconcile_window=self._reconcile_window,
-                    admit=self._admission,
-                ),
-                order=message_id,
-            )
+            claimed = await self._writes.run(Batched(self._claims, message_id), order=message_id)
             start, slot = cast("tuple[AttemptStart, Slot | None]", claimed)  # `Then` answered
             if start.unresolved_since is None:
                 held = None if slot is None else _HeldSlot(slot, answered=time.monotonic())
@@ -393,11 +383,15 @@ class _HeldSlot:
 
 
 def _claim_admitted(
-    connection: Connection, *, message_id: int, reconcile_window: timedelta, admit: bool
-) -> "tuple[AttemptStart, Slot | None] | Then":
-    """The claim, and a slot when it claimed: one grouped write, no extra transaction (the
-    slot as the group's second step, numbers in order: `Then`)."""
-    start = messages.claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+    connection: Connection, message_ids: list[int], *, reconcile_window: timedelta, admit: bool
+) -> "list[tuple[AttemptStart, Slot | None] | Then]":
+    """The claims of a group, and a slot for each message claimed: one grouped write, no extra
+    transaction (the slots as the group's second steps, numbers in order: `Then`)."""
+    starts = messages.claim_attempts(connection, message_ids, reconcile_window=reconcile_window)
+    return [_admitted_claim(start, admit) for start in starts]
+
+
+def _admitted_claim(start: AttemptStart, admit: bool) -> "tuple[AttemptStart, Slot | None] | Then":
     job = start.job
     if job is not None and not admit:
         return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None

@@ -4,13 +4,14 @@ Every function is one transaction and safe to repeat, because activities retry a
 Bulk paths are set-based: a million messages are created by one INSERT ... SELECT.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Row,
     String,
     and_,
     bindparam,
@@ -68,9 +69,13 @@ UNSENT_FINAL_STATUSES = FAILURE_MESSAGE_STATUSES | {MessageStatus.CANCELLED}
 
 def given_up_before_accepted() -> ColumnElement[bool]:
     """The message has no WhatsApp id yet and we gave it a not-sent final status."""
-    return MessageRow.provider_message_id.is_(None) & MessageRow.status.in_(
-        sorted(s.value for s in UNSENT_FINAL_STATUSES)
-    )
+    return MessageRow.provider_message_id.is_(None) & status_in(UNSENT_FINAL_STATUSES)
+
+
+def status_in(statuses: Collection[MessageStatus]) -> ColumnElement[bool]:
+    """The message's status is one of these, as a list of values in the statement itself: a
+    statement run once for many rows (executemany) cannot take a list parameter."""
+    return MessageRow.status.in_([literal(s.value) for s in sorted(statuses)])
 
 
 def reopened_if(condition: ColumnElement[bool], status: MessageStatus) -> dict[str, Any]:
@@ -243,6 +248,8 @@ class AttemptStart:
     unresolved_since: datetime | None = None
 
 
+_AnyRow = Row[*tuple[Any, ...]]
+
 # Campaign statuses in which a send may start; anything else halts dispatch at once.
 _SENDABLE_CAMPAIGN_STATUSES = ("queued", "sending")
 
@@ -262,54 +269,88 @@ def start_attempt(
     WhatsApp did not accept it (its webhook would have come) and the send is retried.
     """
     with db.transaction() as connection:
-        return claim_attempt(connection, message_id, reconcile_window=reconcile_window)
+        return claim_attempts(connection, [message_id], reconcile_window=reconcile_window)[0]
 
 
-def claim_attempt(
-    connection: Connection, message_id: int, *, reconcile_window: timedelta
-) -> AttemptStart:
-    """`start_attempt` within the caller's transaction (the send activity commits the claims
-    of concurrent sends together: activities/grouped_writes.py)."""
-    row = connection.execute(_SEND_JOB_QUERY, {"message_id": message_id}).one_or_none()
-    if row is None:
-        raise LookupError(f"message {message_id} not found")
+def lock_in_id_order(connection: Connection, message_ids: Sequence[int]) -> None:
+    """Lock these messages in id order until the caller's transaction ends (PostgreSQL; on
+    SQLite the transaction holds the whole file already). Every writer of several messages
+    locks them in id order (store/status_updates.py), so no two wait for each other in a
+    cycle, whatever the writes they make next."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK, {"message_ids": list(message_ids)})
+
+
+def claim_attempts(
+    connection: Connection, message_ids: Sequence[int], *, reconcile_window: timedelta
+) -> list[AttemptStart]:
+    """`start_attempt` for several messages at once, within the caller's transaction: one read
+    and one write for all of them (the send activity claims the messages of concurrent sends
+    together: activities/grouped_writes.py). One answer per id, in order; LookupError if one
+    is not in the store, ValueError if one is asked for twice (each answer must see the store
+    as the claims before it left it: claim those one by one)."""
+    if len(set(message_ids)) != len(message_ids):
+        raise ValueError("a message is claimed twice in one batch")
+    # Locked (PostgreSQL; SQLite's writer holds the whole file) until the transaction ends, in
+    # id order: nobody changes a message between this read and the claim below.
+    rows = {
+        row.id: row
+        for row in connection.execute(_SEND_JOB_QUERY, {"message_ids": list(message_ids)})
+    }
+    missing = [i for i in message_ids if i not in rows]
+    if missing:
+        raise LookupError(f"message {missing[0]} not found")
+    now = utcnow()
+    answers = {i: _attempt_start(rows[i], now, reconcile_window) for i in message_ids}
+    to_claim = [i for i, answer in answers.items() if answer is None]
+    claimed = set()
+    if to_claim:
+        claimed = set(connection.execute(_CLAIM, {"message_ids": to_claim, "now": now}).scalars())
+    policies: dict[str, CampaignPolicy] = {}  # one validation per campaign, not per message
+    starts = []
+    for message_id in message_ids:
+        answer = answers[message_id]
+        if answer is None and message_id not in claimed:  # (cannot happen under the lock)
+            answer = AttemptStart(unresolved_since=now)
+        if answer is None:
+            row = rows[message_id]
+            if row.campaign_id not in policies:
+                policies[row.campaign_id] = CampaignPolicy.model_validate(row.policy)
+            answer = AttemptStart(job=_send_job(row, policies[row.campaign_id]))
+        starts.append(answer)
+    return starts
+
+
+def _attempt_start(row: _AnyRow, now: datetime, reconcile_window: timedelta) -> AttemptStart | None:
+    """Why the message read in `row` may not be claimed now; None if it may."""
     status = MessageStatus(row.message_status)
     if row.provider_message_id is not None or status not in PENDING_MESSAGE_STATUSES:
         return AttemptStart(settled=status)
     if row.campaign_status not in _SENDABLE_CAMPAIGN_STATUSES:
         return AttemptStart(campaign_halted=row.campaign_status)
-    now = utcnow()
     if (
         status is MessageStatus.SENDING
         and row.sending_at is not None
         and now - row.sending_at < reconcile_window
     ):
         return AttemptStart(unresolved_since=row.sending_at)
-    claimed = connection.execute(
-        _CLAIM,
-        {
-            "message_id": message_id,
-            "read_status": row.message_status,
-            "read_attempts": row.attempts,
-            "now": now,
-        },
-    )
-    if claimed.rowcount != 1:  # another attempt claimed it first: wait for its outcome
-        return AttemptStart(unresolved_since=now)
-    return AttemptStart(
-        job=SendJob(
-            message_id=message_id,
-            campaign_id=row.campaign_id,
-            account_id=row.account_id,
-            sender_phone_number_id=row.sender_phone_number_id,
-            phone_e164=row.phone_e164,
-            template_name=row.template_name,
-            language=row.language,
-            variables=merge_values(row.variables or {}, row.fixed_variables or {}),
-            attempt=row.attempts + 1,
-            policy=CampaignPolicy.model_validate(row.policy),
-            sender_rate=row.sender_rate,
-        )
+    return None
+
+
+def _send_job(row: _AnyRow, policy: CampaignPolicy) -> SendJob:
+    """The claimed message's job, from its row as read before the claim."""
+    return SendJob(
+        message_id=row.id,
+        campaign_id=row.campaign_id,
+        account_id=row.account_id,
+        sender_phone_number_id=row.sender_phone_number_id,
+        phone_e164=row.phone_e164,
+        template_name=row.template_name,
+        language=row.language,
+        variables=merge_values(row.variables or {}, row.fixed_variables or {}),
+        attempt=row.attempts + 1,
+        policy=policy,
+        sender_rate=row.sender_rate,
     )
 
 
@@ -382,6 +423,7 @@ def _hand_back(claimed: ColumnElement[bool], now: datetime) -> Update:
 
 _SEND_JOB_QUERY = (
     select(
+        MessageRow.id,
         MessageRow.status.label("message_status"),
         MessageRow.provider_message_id,
         MessageRow.sending_at,
@@ -401,7 +443,10 @@ _SEND_JOB_QUERY = (
     .join(CampaignRow, CampaignRow.id == MessageRow.campaign_id)
     .join(RecipientRow, RecipientRow.id == MessageRow.recipient_id)
     .outerjoin(SenderNumber, SenderNumber.phone_number_id == CampaignRow.sender_phone_number_id)
-    .where(MessageRow.id == bindparam("message_id"))
+    .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
+    # In id order, as every writer of messages locks them (store/status_updates.py).
+    .order_by(MessageRow.id)
+    .with_for_update(of=MessageRow)
 )
 
 _CAMPAIGN_STATUS = (
@@ -415,12 +460,10 @@ _CAMPAIGN_STATUS = (
 _NOW = bindparam("now", type_=MessageRow.__table__.c.updated_at.type)
 _CLAIM = (
     update(MessageRow)
-    # Conditional on what was read: of two concurrent claims (PostgreSQL re-checks this after
-    # the row lock), only one gets the message.
+    # The rows were read and locked just before (`claim_attempts`); the guard is the rule.
     .where(
-        MessageRow.id == bindparam("message_id"),
-        MessageRow.status == bindparam("read_status"),
-        MessageRow.attempts == bindparam("read_attempts"),
+        MessageRow.id.in_(bindparam("message_ids", expanding=True)),
+        MessageRow.status.in_(sorted(s.value for s in PENDING_MESSAGE_STATUSES)),
         MessageRow.provider_message_id.is_(None),
     )
     .values(
@@ -429,11 +472,9 @@ _CLAIM = (
         sending_at=_NOW,
         updated_at=_NOW,
     )
+    .returning(MessageRow.id)
 )
-_BECOMES_SENT = (
-    MessageRow.status.in_([s.value for s in statuses_that_can_become(MessageStatus.SENT)])
-    | given_up_before_accepted()
-)
+_BECOMES_SENT = status_in(statuses_that_can_become(MessageStatus.SENT)) | given_up_before_accepted()
 _STORE_ACCEPTED = (
     update(MessageRow)
     .where(MessageRow.id == bindparam("message_id"))
@@ -445,12 +486,20 @@ _STORE_ACCEPTED = (
         updated_at=_NOW,
         **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
     )
-    .returning(MessageRow.provider_message_id, MessageRow.status)
+)
+_LOCK = (
+    select(MessageRow.id)
+    .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
+    .order_by(MessageRow.id)
+    .with_for_update()
+)
+_STORED = select(MessageRow.id, MessageRow.provider_message_id, MessageRow.status).where(
+    MessageRow.id.in_(bindparam("message_ids", expanding=True))
 )
 
 
 def record_accepted(db: Database, message_id: int, provider_message_id: str) -> MessageStatus:
-    """Store WhatsApp's message id and mark the message `sent`, in one statement.
+    """Store WhatsApp's message id and mark the message `sent`.
 
     Runs before the activity reports success, so a crash after this line never resends. If a
     webhook got there first (it reconciled the id, or already said delivered/read/failed), the
@@ -459,24 +508,37 @@ def record_accepted(db: Database, message_id: int, provider_message_id: str) -> 
     settled from these ids when the campaign ends (accounts.release_credits).
     """
     with db.transaction() as connection:
-        return store_accepted(connection, message_id, provider_message_id)
+        return store_accepted(connection, [(message_id, provider_message_id)])[0]
 
 
 def store_accepted(
-    connection: Connection, message_id: int, provider_message_id: str
-) -> MessageStatus:
-    """`record_accepted` within the caller's transaction (see `claim_attempt`)."""
-    stored = connection.execute(
+    connection: Connection, accepted: Sequence[tuple[int, str]]
+) -> list[MessageStatus]:
+    """`record_accepted` for several (message id, WhatsApp id) pairs at once, within the
+    caller's transaction: one batch of updates and one read for all of them (see
+    `claim_attempts`). The status of each, in order; LookupError if a message is not in the
+    store, ValueError if one already has another WhatsApp id (the caller's transaction must
+    then roll back: the others' updates are in it)."""
+    now = utcnow()
+    connection.execute(
         _STORE_ACCEPTED,
-        {"message_id": message_id, "accepted_id": provider_message_id, "now": utcnow()},
-    ).one_or_none()
-    if stored is None:
-        raise LookupError(f"message {message_id} not found")
-    if stored.provider_message_id != provider_message_id:
-        raise ValueError(
-            f"message {message_id} already has provider id {stored.provider_message_id}"
-        )
-    return MessageStatus(stored.status)
+        [{"message_id": i, "accepted_id": accepted_id, "now": now} for i, accepted_id in accepted],
+    )
+    stored = {
+        row.id: row
+        for row in connection.execute(_STORED, {"message_ids": [i for i, _ in accepted]})
+    }
+    statuses = []
+    for message_id, accepted_id in accepted:
+        row = stored.get(message_id)
+        if row is None:
+            raise LookupError(f"message {message_id} not found")
+        if row.provider_message_id != accepted_id:
+            raise ValueError(
+                f"message {message_id} already has provider id {row.provider_message_id}"
+            )
+        statuses.append(MessageStatus(row.status))
+    return statuses
 
 
 def record_failure(
