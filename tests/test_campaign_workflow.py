@@ -491,6 +491,37 @@ async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) 
     assert _most_sends_in_flight(await handle.fetch_history()) == 20
 
 
+async def test_refilling_the_send_window_starts_no_timer_per_refill(engine: Engine) -> None:
+    # A window of 20 (24 other campaigns send on the number): 100 messages take nine refills.
+    # The waits for a refill share one timer; each started and cancelled one of its own
+    # before (two history events per refill, a tenth of a campaign's events besides its sends).
+    _campaigns_sending_on_the_number(engine, 24)
+    campaign_id = await engine.campaign(ordinary_numbers(100))
+    handle = await engine.start(campaign_id)
+
+    final = await handle.result()
+
+    history = await handle.fetch_history()
+    assert final.status is CampaignStatus.COMPLETED
+    assert _most_sends_in_flight(history) == 20
+    assert _timers_started_while_sending(history) <= 1
+
+
+def _timers_started_while_sending(history: WorkflowHistory) -> int:
+    """Timers started between the first send scheduled and the last send completed."""
+    timers: list[int] = []
+    sends: list[int] = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            timers.append(event.event_id)
+        elif event.event_type in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        ):
+            sends.append(event.event_id)
+    return sum(sends[0] < timer < sends[-1] for timer in timers)
+
+
 async def test_campaigns_sending_on_one_number_share_its_window_by_their_weights(
     engine: Engine,
 ) -> None:

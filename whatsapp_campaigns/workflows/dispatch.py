@@ -71,6 +71,11 @@ WINDOW_BY_WEIGHT_PATCH = "send-window-by-weight-fifo"
 # task that finds them due rather than on a timer. Histories from before it replay with a
 # re-read every 5 s, on its timer.
 REFRESH_BY_PROGRESS_PATCH = "refresh-by-progress-while-sending"
+# The dispatch loop's waits share one timer while it fires no later than a wait needs: most
+# waits end on their condition (half the window has come back), and a timer started and
+# cancelled by each of them was two history events per refill. Histories from before it
+# replay with a timer per wait.
+SHARED_WAKE_TIMER_PATCH = "dispatch-waits-share-a-timer"
 
 
 class CampaignDispatch(CampaignLifecycle):
@@ -89,6 +94,8 @@ class CampaignDispatch(CampaignLifecycle):
         # unless it is one partition of a campaign (workflows/send_partition.py).
         self._partition = 0
         self._partitions = 1
+        # The timer the waits share (SHARED_WAKE_TIMER_PATCH): when it fires, and its task.
+        self._wake: tuple[datetime, asyncio.Task[None]] | None = None
 
     async def _send_all(self) -> None:
         s = self._s
@@ -136,6 +143,7 @@ class CampaignDispatch(CampaignLifecycle):
                 continue
             self._start_send(next_id)
 
+        self._stop_wake_timer()
         await self._settle_in_flight()
 
     def _stopped(self) -> bool:
@@ -174,23 +182,47 @@ class CampaignDispatch(CampaignLifecycle):
         timeout = (min(limits) - workflow.now()).total_seconds()
         if timeout <= 0:
             return  # whatever is due is handled at the top of the dispatch loop
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: (
-                    ready()
-                    or self._s.status is not status
-                    or self._stop_reason is not None
-                    or self._auto_pause_reason() is not None
-                    or (
-                        self._refresh_by_progress
-                        and (
-                            self._dispatch_blocked_until() != blocked_until
-                            or self._refresh_due_by_progress()
-                        )
+
+        def woken() -> bool:
+            return (
+                ready()
+                or self._s.status is not status
+                or self._stop_reason is not None
+                or self._auto_pause_reason() is not None
+                or (
+                    self._refresh_by_progress
+                    and (
+                        self._dispatch_blocked_until() != blocked_until
+                        or self._refresh_due_by_progress()
                     )
-                ),
-                timeout=timeout,
+                )
             )
+
+        if workflow.patched(SHARED_WAKE_TIMER_PATCH):
+            timer = self._wake_timer(min(limits))
+            await workflow.wait_condition(lambda: timer.done() or woken())
+            return
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(woken, timeout=timeout)
+
+    def _wake_timer(self, at: datetime) -> "asyncio.Task[None]":
+        """A timer that fires by `at`: the running one if it fires no later (a wait it ends
+        early goes back to the top of the dispatch loop, which finds nothing due and waits
+        again), else a new one."""
+        if self._wake is not None:
+            fires_at, timer = self._wake
+            if not timer.done() and fires_at <= at:
+                return timer
+            timer.cancel()
+        timer = asyncio.ensure_future(workflow.sleep(at - workflow.now()))
+        self._wake = (at, timer)
+        return timer
+
+    def _stop_wake_timer(self) -> None:
+        """Sending is over: a timer left running would wake the workflow for nothing."""
+        if self._wake is not None:
+            self._wake[1].cancel()
+            self._wake = None
 
     async def _next_message_id(self) -> int | None:
         if self._deferred:
