@@ -500,6 +500,7 @@ async def test_refilling_the_send_window_starts_no_timer_per_refill(engine: Engi
     handle = await engine.start(campaign_id)
 
     final = await handle.result()
+    await engine.record_history(handle, "shared_wait_timer")
 
     history = await handle.fetch_history()
     assert final.status is CampaignStatus.COMPLETED

@@ -4,8 +4,8 @@ Hundreds of sends run at once in a worker, and each makes two short writes: the 
 calling WhatsApp, the accepted id after. One transaction and one thread hand-off each cost
 more than the statement itself (bench/RESULTS.md: a fifth of the worker's time). Here every
 write asked for while a transaction is under way waits for the next one, which commits all
-of them: under load one transaction carries dozens of writes; the first write after a quiet
-spell waits GATHER_SECONDS (10 ms) for others to join it.
+of them: under load one transaction carries dozens of writes; each group waits GATHER_SECONDS
+(40 ms) for others to join it before it starts.
 
 Each caller still gets its own answer only after its write is committed, so the guarantees
 do not change: a message is claimed in the store before WhatsApp is called, and its
@@ -42,11 +42,15 @@ _T = TypeVar("_T")
 _Item = TypeVar("_Item")
 # Writes per transaction at most: the SQLite write turn is not held for long.
 MAX_GROUP = 200
-# How long the first write after a quiet spell waits for others to join its transaction. Sends
-# arrive one by one (a write every few milliseconds at 150-200 msg/s), so without it a
-# transaction often started with a single write, and a transaction (with its thread hand-off)
-# costs several times the statements it carries (bench/RESULTS.md, "Send path, round 3").
-GATHER_SECONDS = 0.01
+# How long a group waits for writes to join it before its transaction starts. Sends arrive one
+# by one, so without it a transaction often started with a single write, and a transaction
+# (with its thread hand-off) costs several times the statements it carries (bench/RESULTS.md,
+# "Send path, round 3"). And a campaign's sends answered together complete together, so that
+# many completions ride on one of its workflow tasks: with 10 ms, once a group's statements
+# were batched, its commits came so fast that a refill's completions spread over twice as many
+# workflow tasks, each costing the Temporal server more than the worker saved (bench/RESULTS.md,
+# "One statement per group"). 40 ms on a send that waits for WhatsApp anyway.
+GATHER_SECONDS = 0.04
 
 
 @dataclass(frozen=True)
