@@ -492,7 +492,7 @@ async def test_campaigns_sending_on_one_number_share_its_window(engine: Engine) 
 
 
 async def test_refilling_the_send_window_starts_no_timer_per_refill(engine: Engine) -> None:
-    # A window of 20 (24 other campaigns send on the number): 100 messages take nine refills.
+    # A window of 20 (24 other campaigns send on the number): 100 messages take eight refills.
     # The waits for a refill share one timer; each started and cancelled one of its own
     # before (two history events per refill, a tenth of a campaign's events besides its sends).
     _campaigns_sending_on_the_number(engine, 24)
