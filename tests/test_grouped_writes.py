@@ -83,6 +83,22 @@ async def test_a_write_that_fails_fails_alone_and_the_others_are_committed(db: D
     assert set(_statuses(db, ids).values()) == {(MessageStatus.SENDING, 1)}
 
 
+async def test_two_sends_of_one_message_in_one_group_claim_it_once(db: Database) -> None:
+    # (a send delivered twice) The claims' batch refuses a message asked for twice; each claim
+    # is then made alone, and the second finds the first's attempt under way.
+    ids = _queued_messages(db, 2)
+    writes = GroupedWrites(db)
+
+    starts = await asyncio.gather(*(writes.run(_claim(i)) for i in [ids[0], ids[0], ids[1]]))
+
+    assert [start.job is not None for start in starts] == [True, False, True]
+    assert starts[1].unresolved_since is not None
+    assert _statuses(db, ids) == {
+        ids[0]: (MessageStatus.SENDING, 1),
+        ids[1]: (MessageStatus.SENDING, 1),
+    }
+
+
 async def test_a_caller_cancelled_while_its_write_waits_does_not_stop_the_write(
     db: Database,
 ) -> None:
