@@ -463,7 +463,7 @@ _CLAIM = (
     # The rows were read and locked just before (`claim_attempts`); the guard is the rule.
     .where(
         MessageRow.id.in_(bindparam("message_ids", expanding=True)),
-        MessageRow.status.in_(sorted(s.value for s in PENDING_MESSAGE_STATUSES)),
+        status_in(PENDING_MESSAGE_STATUSES),
         MessageRow.provider_message_id.is_(None),
     )
     .values(
