@@ -2,6 +2,7 @@
 activity is cancelled while WhatsApp answers (SPEC §4 rule 12)."""
 
 import asyncio
+import collections
 import dataclasses
 import math
 import time
@@ -32,7 +33,7 @@ from whatsapp_campaigns.settings import Settings
 from whatsapp_campaigns.store import catalog, messages
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.models import CampaignRow, MessageRow, SenderNumber
-from whatsapp_campaigns.store.send_slots import Slot, take_slot
+from whatsapp_campaigns.store.send_slots import Slot, take_slot, take_slots
 from whatsapp_campaigns.whatsapp.connections import AccountProviders
 from whatsapp_campaigns.whatsapp.provider import Provider, ProviderError, TemplateSend
 from whatsapp_campaigns.whatsapp.wire import provider_error
@@ -263,6 +264,35 @@ async def test_a_send_whose_second_is_full_calls_in_the_next_second_in_the_same_
     assert _message(db, message_id).attempts == 1
 
 
+async def test_sends_claimed_together_beyond_the_room_left_in_a_second_wait_for_the_next(
+    db: Database,
+) -> None:
+    # Three sends claimed in one group, their number's second with room for two: the one
+    # statement that takes slots for all three admits none, and they are taken one by one.
+    message_ids = _queued_messages(db, ["+12025550110", "+12025550111", "+12025550112"])
+    whatsapp = PromptWhatsApp()
+    sending = _activities(db, whatsapp)
+    full = _fill_the_current_second(db, rate=3)  # (all three slots: give two back)
+    with db.transaction() as connection:
+        connection.exec_driver_sql(f"UPDATE send_slots SET used = 1 WHERE second = {full}")
+
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                _environment().run(
+                    sending.send_message, SendMessageInput(campaign_id="", message_id=message_id)
+                )
+                for message_id in message_ids
+            )
+        ),
+        timeout=15,
+    )
+
+    assert {result.status for result in results} == {MessageStatus.SENT}
+    per_second = collections.Counter(math.floor(t) for t in whatsapp.call_times)
+    assert per_second == {full: 2, full + 1: 1}
+
+
 def _slots_taken(db: Database) -> int:
     with db.transaction() as connection:
         taken = connection.exec_driver_sql(
@@ -390,11 +420,12 @@ async def test_a_store_too_slow_to_time_a_second_delays_the_send_but_never_fails
     message_id = _queued_message(db, throughput_backoff=0.02)
     whatsapp = PromptWhatsApp()
 
-    def answered_too_late(connection: Connection, number: str, rate: int) -> Slot:
-        # Won, but its second ends before the answer is back (a round trip near a second).
-        return dataclasses.replace(take_slot(connection, number, rate), left=0.0)
+    def answered_too_late(connection: Connection, number: str, rate: int, count: int) -> list[Slot]:
+        # Won, but their second ends before the answer is back (a round trip near a second).
+        slots = take_slots(connection, number, rate, count)
+        return [dataclasses.replace(slot, left=0.0) for slot in slots]
 
-    monkeypatch.setattr(sending.send_slots, "take_slot", answered_too_late)
+    monkeypatch.setattr(sending.send_slots, "take_slots", answered_too_late)
 
     result = await _environment().run(
         _activities(db, whatsapp).send_message,

@@ -15,6 +15,7 @@ from whatsapp_campaigns.store.send_slots import (
     admitted_per_second,
     pass_slot,
     take_slot,
+    take_slots,
 )
 
 NUMBER = "pn-slots-1"
@@ -63,6 +64,37 @@ def test_concurrent_claimers_in_other_processes_never_pass_the_rate_in_a_second(
     assert max(per_second.values()) <= rate, per_second
     assert sum(per_second.values()) == sum(won)
     assert max(per_second.values()) == rate  # they did compete: some second was full
+
+
+def _take_together(db: Database, rate: int, count: int) -> list[bool]:
+    with db.transaction() as connection:
+        return [slot.won for slot in take_slots(connection, NUMBER, rate, count)]
+
+
+def test_sends_claimed_together_all_win_while_the_second_has_room_for_them(db: Database) -> None:
+    _at_start_of_a_second()
+    together = _take_together(db, 5, 4)
+    assert (together, _take(db, 5), _take(db, 5)) == ([True] * 4, True, False)
+    assert list(_admitted(db).values()) == [5]
+
+
+def test_sends_claimed_together_beyond_the_room_left_win_in_order_until_it_is_full(
+    db: Database,
+) -> None:
+    _at_start_of_a_second()
+    _take(db, 5)
+    _take(db, 5)
+    together = _take_together(db, 5, 4)
+    assert together == [True, True, True, False]
+    assert list(_admitted(db).values()) == [5]
+
+
+def test_more_sends_claimed_together_than_the_rate_fill_the_second_and_no_more(
+    db: Database,
+) -> None:
+    _at_start_of_a_second()
+    assert _take_together(db, 3, 5) == [True, True, True, False, False]
+    assert list(_admitted(db).values()) == [3]
 
 
 def test_a_full_second_refuses_and_the_next_second_admits_again(db: Database) -> None:

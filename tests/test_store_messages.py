@@ -621,6 +621,19 @@ def test_accepted_ids_stored_together_are_refused_together_if_one_is_another_id(
     assert _row(account, ids[0]).provider_message_id is None
 
 
+def test_accepted_ids_stored_together_are_refused_if_one_message_is_given_twice(
+    account: Database,
+) -> None:
+    # One statement picks each message's id by its row: a second id for it could not be seen.
+    _, ids = _queued(account, 2)
+    refused = pytest.raises(ValueError, match="accepted twice in one batch")
+    with refused, account.transaction() as connection:
+        messages.store_accepted(
+            connection, [(ids[0], "wamid.0"), (ids[1], "wamid.1"), (ids[0], "wamid.9")]
+        )
+    assert [_row(account, i).provider_message_id for i in ids] == [None, None]
+
+
 # --- record_failure -------------------------------------------------------------------------
 
 

@@ -9,13 +9,14 @@ the webhook that reconciles it (matched by biz_opaque_callback_data) before send
 """
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
 import itertools
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -386,19 +387,51 @@ def _claim_admitted(
     connection: Connection, message_ids: list[int], *, reconcile_window: timedelta, admit: bool
 ) -> "list[tuple[AttemptStart, Slot | None] | Then]":
     """The claims of a group, and a slot for each message claimed: one grouped write, no extra
-    transaction (the slots as the group's second steps, numbers in order: `Then`)."""
+    transaction (the slots as the group's second steps, numbers in order: `Then`; one
+    statement takes the slots of all of a number's claims: `_NumberSlots`)."""
     starts = messages.claim_attempts(connection, message_ids, reconcile_window=reconcile_window)
-    return [_admitted_claim(start, admit) for start in starts]
+    if not admit:
+        return [_unadmitted(start) for start in starts]
+    wanted = collections.Counter(
+        (start.job.sender_phone_number_id, start.job.sender_rate)
+        for start in starts
+        if start.job is not None and start.job.sender_rate is not None
+    )
+    slots = {key: _NumberSlots(*key, count=count) for key, count in wanted.items()}
+    answers: list[tuple[AttemptStart, Slot | None] | Then] = []
+    for start in starts:
+        job = start.job
+        if job is None or job.sender_rate is None:
+            answers.append((start, None))
+            continue
+        number_slots = slots[job.sender_phone_number_id, job.sender_rate]
+        answers.append(Then(number_slots.number, functools.partial(number_slots.take, start)))
+    return answers
 
 
-def _admitted_claim(start: AttemptStart, admit: bool) -> "tuple[AttemptStart, Slot | None] | Then":
-    job = start.job
-    if job is not None and not admit:
-        return dataclasses.replace(start, job=dataclasses.replace(job, sender_rate=None)), None
-    if job is None or job.sender_rate is None:
+def _unadmitted(start: AttemptStart) -> tuple[AttemptStart, None]:
+    """A claim whose send calls WhatsApp without a slot (admission off: benchmarks)."""
+    if start.job is None:
         return start, None
-    number, rate = job.sender_phone_number_id, job.sender_rate
-    return Then(number, lambda connection: (start, send_slots.take_slot(connection, number, rate)))
+    return dataclasses.replace(start, job=dataclasses.replace(start.job, sender_rate=None)), None
+
+
+@dataclasses.dataclass
+class _NumberSlots:
+    """The slots of one number for a group's claims of it, taken in one statement by the
+    first claim's second step; each step answers its claim with one of them."""
+
+    number: str
+    rate: int
+    count: int
+    _slots: Iterator[Slot] | None = None
+
+    def take(self, start: AttemptStart, connection: Connection) -> tuple[AttemptStart, Slot]:
+        """`start`'s slot (the claims' in id order: the first ones win if not all can)."""
+        if self._slots is None:
+            taken = send_slots.take_slots(connection, self.number, self.rate, self.count)
+            self._slots = iter(taken)
+        return start, next(self._slots)
 
 
 def _readmit(connection: Connection, *, job: SendJob, ask: bool) -> "Then | Slot | None":

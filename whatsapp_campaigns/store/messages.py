@@ -477,24 +477,19 @@ _CLAIM = (
 _BECOMES_SENT = status_in(statuses_that_can_become(MessageStatus.SENT)) | given_up_before_accepted()
 _STORE_ACCEPTED = (
     update(MessageRow)
-    .where(MessageRow.id == bindparam("message_id"))
+    .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
     .values(
-        provider_message_id=func.coalesce(
-            MessageRow.provider_message_id, bindparam("accepted_id", type_=String())
-        ),
         sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
         updated_at=_NOW,
         **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
     )
+    .returning(MessageRow.id, MessageRow.provider_message_id, MessageRow.status)
 )
 _LOCK = (
     select(MessageRow.id)
     .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
     .order_by(MessageRow.id)
     .with_for_update()
-)
-_STORED = select(MessageRow.id, MessageRow.provider_message_id, MessageRow.status).where(
-    MessageRow.id.in_(bindparam("message_ids", expanding=True))
 )
 
 
@@ -515,18 +510,24 @@ def store_accepted(
     connection: Connection, accepted: Sequence[tuple[int, str]]
 ) -> list[MessageStatus]:
     """`record_accepted` for several (message id, WhatsApp id) pairs at once, within the
-    caller's transaction: one batch of updates and one read for all of them (see
-    `claim_attempts`). The status of each, in order; LookupError if a message is not in the
-    store, ValueError if one already has another WhatsApp id (the caller's transaction must
-    then roll back: the others' updates are in it)."""
-    now = utcnow()
-    connection.execute(
-        _STORE_ACCEPTED,
-        [{"message_id": i, "accepted_id": accepted_id, "now": now} for i, accepted_id in accepted],
+    caller's transaction: one `UPDATE ... RETURNING` for all of them, each message's id picked
+    by a CASE on its row (see `claim_attempts`). The status of each, in order; LookupError if
+    a message is not in the store, ValueError if one is given twice or already has another
+    WhatsApp id (the caller's transaction must then roll back: the others' updates are in it)."""
+    accepted_ids = dict(accepted)
+    if len(accepted_ids) != len(accepted):
+        raise ValueError("a message is accepted twice in one batch")
+    statement = _STORE_ACCEPTED.values(
+        provider_message_id=func.coalesce(
+            MessageRow.provider_message_id,
+            case({i: literal(a, String()) for i, a in accepted_ids.items()}, value=MessageRow.id),
+        )
     )
     stored = {
         row.id: row
-        for row in connection.execute(_STORED, {"message_ids": [i for i, _ in accepted]})
+        for row in connection.execute(
+            statement, {"message_ids": list(accepted_ids), "now": utcnow()}
+        )
     }
     statuses = []
     for message_id, accepted_id in accepted:

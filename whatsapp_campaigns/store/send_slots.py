@@ -4,7 +4,8 @@ The Temporal server holds a number's long-run rate on its send queue, but its li
 idle queue burst one second's worth (docs/engine.md), and WhatsApp counts per calendar second.
 So before calling WhatsApp a send takes a slot of the current second from the store: one row
 per (number, second) counts the sends admitted in it, raised by an atomic conditional upsert
-that never passes the number's rate, whichever worker process asks. A send that finds its
+that never passes the number's rate, whichever worker process asks; the sends of a number
+claimed together take their slots in one such statement (`take_slots`). A send that finds its
 second full waits for the next one (activities/sending.py).
 
 The seconds are the store's clock: PostgreSQL's `clock_timestamp()`, so workers on hosts whose
@@ -71,23 +72,23 @@ _POSTGRES_TAKE = text(
         SELECT extract(epoch FROM clock_timestamp())::float8 AS now
     ), won AS (
         INSERT INTO send_slots (phone_number_id, second, used)
-        SELECT :number, floor(now + :ahead)::bigint, 1 FROM clock
+        SELECT :number, floor(now + :ahead)::bigint, :count FROM clock
         ON CONFLICT (phone_number_id, second)
-        DO UPDATE SET used = send_slots.used + 1 WHERE send_slots.used < :rate
+        DO UPDATE SET used = send_slots.used + :count WHERE send_slots.used + :count <= :rate
         RETURNING used
     )
     SELECT (SELECT now FROM clock) AS now, (SELECT used FROM won) AS used
     """
-).bindparams(bindparam("number"), bindparam("rate"), bindparam("ahead"))
+).bindparams(bindparam("number"), bindparam("count"), bindparam("rate"), bindparam("ahead"))
 
 _SQLITE_TAKE = text(
     """
-    INSERT INTO send_slots (phone_number_id, second, used) VALUES (:number, :second, 1)
+    INSERT INTO send_slots (phone_number_id, second, used) VALUES (:number, :second, :count)
     ON CONFLICT (phone_number_id, second)
-    DO UPDATE SET used = used + 1 WHERE used < :rate
+    DO UPDATE SET used = used + :count WHERE used + :count <= :rate
     RETURNING used
     """
-).bindparams(bindparam("number"), bindparam("second"), bindparam("rate"))
+).bindparams(bindparam("number"), bindparam("second"), bindparam("count"), bindparam("rate"))
 
 _PRUNE = text("DELETE FROM send_slots WHERE phone_number_id = :number AND second < :before")
 
@@ -112,21 +113,43 @@ def take_slot(connection: Connection, phone_number_id: str, rate: int) -> Slot:
     transaction (a PostgreSQL row lock holds concurrent claimers of the same second until it
     commits, so a transaction taking slots of several numbers takes them in one order: see
     activities/grouped_writes.py `Then`; SQLite has one writer at a time)."""
+    return take_slots(connection, phone_number_id, rate, 1)[0]
+
+
+def take_slots(connection: Connection, phone_number_id: str, rate: int, count: int) -> list[Slot]:
+    """`take_slot` for `count` sends at once: one statement admits all of them while the
+    second has room for all (the send path's claims of a number in one group); else they are
+    admitted one by one until the second is full, and the rest are answered as refused in it."""
+    if count < 1:
+        raise ValueError(f"slots are taken for at least one send, not {count}")
     per_second = max(1, math.floor(rate))
+    if count <= per_second:
+        slot = _take(connection, phone_number_id, per_second, count)
+        if slot.won or count == 1:
+            return [slot] * count
+    slots: list[Slot] = []
+    while len(slots) < count and (not slots or slots[-1].won):
+        slots.append(_take(connection, phone_number_id, per_second, 1))
+    return slots + [slots[-1]] * (count - len(slots))
+
+
+def _take(connection: Connection, phone_number_id: str, per_second: int, count: int) -> Slot:
+    """Admit `count` sends in the current second if it has room for all of them, or none."""
     asked = time.monotonic()
     if connection.dialect.name == "postgresql":
         row = connection.execute(
-            _POSTGRES_TAKE, {"number": phone_number_id, "rate": per_second, "ahead": AHEAD_SECONDS}
+            _POSTGRES_TAKE,
+            {"number": phone_number_id, "count": count, "rate": per_second, "ahead": AHEAD_SECONDS},
         ).one()
         now, used = float(row.now), row.used
     else:
         now = time.time()
         used = connection.execute(
             _SQLITE_TAKE,
-            {"number": phone_number_id, "second": _second(now), "rate": per_second},
+            {"number": phone_number_id, "second": _second(now), "count": count, "rate": per_second},
         ).scalar_one_or_none()
     slot = _slot(now, won=used is not None, asked=asked)
-    if used == 1:  # the first send of a new second: drop the number's old seconds
+    if used == count:  # the first sends of a new second: drop the number's old seconds
         before = slot.second - KEEP_SECONDS
         connection.execute(_PRUNE, {"number": phone_number_id, "before": before})
     return slot
