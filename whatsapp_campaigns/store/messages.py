@@ -4,18 +4,21 @@ Every function is one transaction and safe to repeat, because activities retry a
 Bulk paths are set-based: a million messages are created by one INSERT ... SELECT.
 """
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Row,
     String,
     and_,
     bindparam,
     case,
+    cast,
     exists,
     func,
     insert,
@@ -26,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from whatsapp_campaigns.domain.errors import ErrorClass
 from whatsapp_campaigns.domain.models import ErrorCount
@@ -475,16 +479,35 @@ _CLAIM = (
     .returning(MessageRow.id)
 )
 _BECOMES_SENT = status_in(statuses_that_can_become(MessageStatus.SENT)) | given_up_before_accepted()
-_STORE_ACCEPTED = (
-    update(MessageRow)
-    .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
-    .values(
-        sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
-        updated_at=_NOW,
-        **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
+
+
+def _store_accepted_statement(pairs: TableValuedAlias) -> Update:
+    """Each message of `pairs` (its id as the key, its WhatsApp id as the value: a JSON
+    object read as a table) gets its WhatsApp id, and is `sent` if it may become so."""
+    return (
+        update(MessageRow)
+        .where(MessageRow.id == cast(pairs.c.key, MessageRow.__table__.c.id.type))
+        .values(
+            provider_message_id=func.coalesce(MessageRow.provider_message_id, pairs.c.value),
+            sent_at=case((_BECOMES_SENT, _NOW), else_=MessageRow.sent_at),
+            updated_at=_NOW,
+            **reopened_if(_BECOMES_SENT, MessageStatus.SENT),
+        )
+        .returning(MessageRow.id, MessageRow.provider_message_id, MessageRow.status)
     )
-    .returning(MessageRow.id, MessageRow.provider_message_id, MessageRow.status)
-)
+
+
+# One statement, whatever the count of messages: the pairs are one JSON parameter, read as
+# rows of (key, value) text by each dialect's own function.
+_ACCEPTED = bindparam("accepted", type_=String())
+_STORE_ACCEPTED = {
+    "postgresql": _store_accepted_statement(
+        func.json_each_text(cast(_ACCEPTED, JSON)).table_valued("key", "value")
+    ),
+    "sqlite": _store_accepted_statement(func.json_each(_ACCEPTED).table_valued("key", "value")),
+}
+
+
 _LOCK = (
     select(MessageRow.id)
     .where(MessageRow.id.in_(bindparam("message_ids", expanding=True)))
@@ -510,23 +533,18 @@ def store_accepted(
     connection: Connection, accepted: Sequence[tuple[int, str]]
 ) -> list[MessageStatus]:
     """`record_accepted` for several (message id, WhatsApp id) pairs at once, within the
-    caller's transaction: one `UPDATE ... RETURNING` for all of them, each message's id picked
-    by a CASE on its row (see `claim_attempts`). The status of each, in order; LookupError if
-    a message is not in the store, ValueError if one is given twice or already has another
-    WhatsApp id (the caller's transaction must then roll back: the others' updates are in it)."""
+    caller's transaction: one `UPDATE ... RETURNING` for all of them (see `claim_attempts`).
+    The status of each, in order; LookupError if a message is not in the store, ValueError if
+    one is given twice or already has another WhatsApp id (the caller's transaction must then
+    roll back: the others' updates are in it)."""
     accepted_ids = dict(accepted)
     if len(accepted_ids) != len(accepted):
         raise ValueError("a message is accepted twice in one batch")
-    statement = _STORE_ACCEPTED.values(
-        provider_message_id=func.coalesce(
-            MessageRow.provider_message_id,
-            case({i: literal(a, String()) for i, a in accepted_ids.items()}, value=MessageRow.id),
-        )
-    )
     stored = {
         row.id: row
         for row in connection.execute(
-            statement, {"message_ids": list(accepted_ids), "now": utcnow()}
+            _STORE_ACCEPTED[connection.dialect.name],
+            {"accepted": json.dumps(accepted_ids), "now": utcnow()},
         )
     }
     statuses = []
