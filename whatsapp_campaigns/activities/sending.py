@@ -26,6 +26,8 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
+from whatsapp_campaigns.activities.completions import HOLD_SECONDS as COMPLETION_HOLD_SECONDS
+from whatsapp_campaigns.activities.completions import CompletionBatches
 from whatsapp_campaigns.activities.grouped_writes import Batched, GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
 from whatsapp_campaigns.domain.errors import ErrorClass
@@ -69,12 +71,14 @@ class SendActivities:
         reconcile_window: timedelta,
         template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
         admission: bool = True,
+        completion_hold_seconds: float = COMPLETION_HOLD_SECONDS,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
         and sending again is safe. `admission`: call WhatsApp only within a second of the
         number that has room (store/send_slots.py); off only to measure the code without it
-        (bench/number_rates.py --send-path)."""
+        (bench/number_rates.py --send-path). `completion_hold_seconds`: how long a finished
+        send may wait to return with the other sends of its campaign (completions.py)."""
         self._db = db
         self._providers = providers
         self._template_cache_seconds = template_cache_seconds
@@ -89,6 +93,8 @@ class SendActivities:
         )
         # Which sends waiting for a slot of their number ask first (utility before marketing).
         self._waits = send_slots.PriorityWaits()
+        # A campaign's finished sends return together (fewer workflow tasks).
+        self._completions = CompletionBatches(completion_hold_seconds)
 
     @property
     def store_transactions(self) -> int:
@@ -97,6 +103,9 @@ class SendActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendResult:
+        return await self._completions.together(self._send(input))
+
+    async def _send(self, input: SendMessageInput) -> SendResult:
         start, slot = await self._start_attempt(input.message_id)
         if start.settled is not None:
             return SendResult(message_id=input.message_id, status=start.settled)
