@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.engine_harness import Engine, running_engine
-from tests.servers import temporal_dev_server
+from tests.servers import SERVER_STARTUP_TIMEOUT, temporal_dev_server
 from whatsapp_campaigns.store.db import Database
 from whatsapp_campaigns.store.migrate import upgrade
 from whatsapp_campaigns.store.models import Base
@@ -97,7 +97,9 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         Path(__file__).parents[1] / ".venv" / "bin" / "temporal-test-server"
     )
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=test_server
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=test_server,
+        test_server_startup_timeout=SERVER_STARTUP_TIMEOUT,
     )
     await register_search_attributes(environment.client, "default")
     yield environment

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 from whatsapp_campaigns.devstack import temporal_binary
 from whatsapp_campaigns.processes import TEMPORAL_DYNAMIC_CONFIG
 from whatsapp_campaigns.workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+# How long a Temporal server of the tests (dev or time-skipping) may take to start: the SDK's
+# default, 5 s, was once too short for the time-skipping server on a loaded CI host.
+SERVER_STARTUP_TIMEOUT = timedelta(seconds=30)
 
 
 @contextlib.asynccontextmanager
@@ -31,6 +36,7 @@ async def temporal_dev_server(*dynamic_config: str) -> AsyncIterator[WorkflowEnv
         dev_server_existing_path=temporal_binary(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_extra_args=[*TEMPORAL_DYNAMIC_CONFIG, *extra],
+        dev_server_startup_timeout=SERVER_STARTUP_TIMEOUT,
     )
     try:
         yield env
