@@ -26,7 +26,6 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from whatsapp_campaigns import metrics
-from whatsapp_campaigns.activities.completions import HOLD_SECONDS as COMPLETION_HOLD_SECONDS
 from whatsapp_campaigns.activities.completions import CompletionBatches
 from whatsapp_campaigns.activities.grouped_writes import Batched, GroupedWrites, Then
 from whatsapp_campaigns.domain.engine import SenderLimited, SendMessageInput, SendResult
@@ -71,14 +70,12 @@ class SendActivities:
         reconcile_window: timedelta,
         template_cache_seconds: float = TEMPLATE_CACHE_SECONDS,
         admission: bool = True,
-        completion_hold_seconds: float = COMPLETION_HOLD_SECONDS,
     ) -> None:
         """`reconcile_window`: an attempt that died after calling WhatsApp is settled by its
         "sent" webhook within seconds; after this long without one, WhatsApp did not accept it
         and sending again is safe. `admission`: call WhatsApp only within a second of the
         number that has room (store/send_slots.py); off only to measure the code without it
-        (bench/number_rates.py --send-path). `completion_hold_seconds`: how long a finished
-        send may wait to return with the other sends of its campaign (completions.py)."""
+        (bench/number_rates.py --send-path)."""
         self._db = db
         self._providers = providers
         self._template_cache_seconds = template_cache_seconds
@@ -94,7 +91,7 @@ class SendActivities:
         # Which sends waiting for a slot of their number ask first (utility before marketing).
         self._waits = send_slots.PriorityWaits()
         # A campaign's finished sends return together (fewer workflow tasks).
-        self._completions = CompletionBatches(completion_hold_seconds)
+        self._completions = CompletionBatches()
 
     @property
     def store_transactions(self) -> int:
