@@ -97,19 +97,23 @@ async def test_campaigns_on_one_number_share_it_by_their_weight(
         )
         light = await engine.campaign(light_phones, template="spring_sale", name="light")
         handles = [await engine.start(heavy), await engine.start(light)]
-        # Both campaigns keep a backlog on the number for the next several seconds. Counted
-        # once the heavy one sent two seconds' worth: the sends of the server's first burst,
-        # parked in the worker for free seconds of the number, go out as they came.
+        # Both campaigns keep a backlog on the number for the next ten seconds or more.
+        # Counted once the heavy one sent two seconds' worth (the sends of the server's first
+        # burst, parked in the worker for free seconds of the number, go out as they came),
+        # over eight seconds' worth: the shares wander from refill to refill of the windows.
         await asyncio.wait_for(_until_accepted(engine, heavy_phones, 2 * RATE), FINISH)
         before = len(_accept_times(engine, heavy_phones)), len(_accept_times(engine, light_phones))
-        await asyncio.wait_for(_until_accepted(engine, heavy_phones, 6 * RATE), FINISH)
+        await asyncio.wait_for(_until_accepted(engine, heavy_phones, 10 * RATE), FINISH)
         after = len(_accept_times(engine, heavy_phones)), len(_accept_times(engine, light_phones))
         for handle in handles:
             await handle.terminate()
     heavy_sent, light_sent = after[0] - before[0], after[1] - before[1]
-    # Weight 3 against 1 sent 2.5-3.7 times as many on a quiet box, 1.9-4.3 with the cores
-    # busy (a CI run: 90 to 50); equal weights sent 0.8-1.0 times as many. The bound sits
-    # between: half as many again.
+    # Weight 3 against 1, both cores kept busy beside the test, 24-28 runs each way: counted
+    # over four seconds' worth, the heavy one sent 1.98-7.0 times as many (median 2.7; with
+    # every send returned at once, not held (activities/completions.py), 1.73-12.3, median
+    # 3.0); over eight, 2.2-5.5 (median 2.9; not held 1.8-4.2, median 3.0). Two CI runs over
+    # four seconds: 90 to 50, 70 to 50. Equal weights sent 0.8-1.0 times as many. The bound
+    # sits between: half as many again.
     assert 2 * heavy_sent >= 3 * light_sent, f"weight 3 against 1 sent {heavy_sent} to {light_sent}"
     assert light_sent > 0  # a share, not starvation
 
