@@ -191,24 +191,29 @@ async def run_project_workers(
     client = await connect(settings)
     providers = AccountProviders(settings, db, shared=provider)
     workers = build_workers(client, settings, db, providers, senders=list(senders))
-    settle_heap()
+    collecting = settle_heap()
     running = asyncio.create_task(workers.run())
     print("ready", flush=True)
     await stop.wait()
     await workers.shutdown()
     await running
     await providers.aclose()
+    if collecting is not None:
+        collecting.cancel()
 
 
-def settle_heap() -> None:
-    """Set the garbage collector for serving, as `run_worker` does (workers/heap.py), in the
-    bench's worker processes, the bare fan-out's too: both pay the same for it. Skipped for a
-    --compare-with copy of the package that predates it."""
+def settle_heap() -> "asyncio.Task[None] | None":
+    """Set the garbage collector for serving and start its full collections, as `run_worker`
+    does (workers/heap.py), in the bench's worker processes, the bare fan-out's too: both pay
+    the same for it; returns the collections' task, to cancel when done. What a
+    --compare-with copy of the package predates is skipped."""
     try:
-        from whatsapp_campaigns.workers.heap import settle_for_serving
+        from whatsapp_campaigns.workers import heap
     except ImportError:
-        return
-    settle_for_serving()
+        return None
+    heap.settle_for_serving()
+    collect_fully = getattr(heap, "collect_fully", None)
+    return None if collect_fully is None else asyncio.create_task(collect_fully())
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:

@@ -107,12 +107,14 @@ async def serve_fanout(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
         )
-    settle_heap()
+    collecting = settle_heap()
     running = asyncio.gather(*(worker.run() for worker in workers))
     print("ready", flush=True)
     await stop.wait()
     await asyncio.gather(*(worker.shutdown() for worker in workers))
     await running
+    if collecting is not None:
+        collecting.cancel()
 
 
 def main() -> None:

@@ -1,13 +1,19 @@
 """The worker process sets its garbage collector for serving (workers/heap.py): what startup
-made is frozen, young collections come less often, and reference cycles are still freed.
+made is frozen, young collections come less often, reference cycles are still freed, and a
+full collection comes on a timer.
 
-Each check runs in a process of its own: the collector's settings are the whole process's.
+The settings' checks run in a process of their own: the collector's settings are the whole
+process's.
 """
 
+import asyncio
+import contextlib
+import gc
 import subprocess
 import sys
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
@@ -54,6 +60,35 @@ def test_reference_cycles_made_after_settling_are_still_freed() -> None:
     )
     # Without a collection none would be; a young one comes every YOUNG_COLLECTION_EVERY.
     assert freed >= 200_000 - 2 * heap.YOUNG_COLLECTION_EVERY
+
+
+class _EndedRun:
+    """Stands for an ended workflow run's sandbox: objects that refer to each other."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_cycle_older_than_the_young_collections_is_freed_by_the_timed_full_collection() -> (
+    None
+):
+    run = _EndedRun()
+    gc.collect()  # it survives every generation's collection: it is in the oldest one now
+    ended = weakref.ref(run)
+    del run
+    gc.disable()  # only the timed collection may free it
+    collecting = asyncio.create_task(heap.collect_fully(every=0.05))
+    try:
+        for _ in range(100):
+            if ended() is None:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        collecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collecting
+        gc.enable()
+    assert ended() is None, "an ended run's cycle was still in memory after 1 s"
 
 
 @pytest.mark.e2e

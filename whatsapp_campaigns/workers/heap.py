@@ -13,8 +13,18 @@ collection looks at them.
 Only reference cycles wait for the collector, and a young collection still comes every
 YOUNG_COLLECTION_EVERY container allocations: what a cycle holds is freed a little later, the
 memory of a worker does not grow with the messages it sends.
+
+Cycles that outlived the young collections wait for a full one, and those come after a hundred
+young ones: 2 million net container allocations, which the short-lived objects of the sends
+do not count towards. The largest such cycles are the ended workflow runs: the SDK's sandbox
+imports the workflow modules afresh for each run (classes and functions that refer to each
+other), and once the run continued as new or finished, its copy is garbage. Over 100,000
+messages at 16 campaigns (about a hundred runs) none was freed; in a worker that serves for
+days they would pile up to hundreds. So a full collection also comes every
+FULL_COLLECTION_SECONDS (`collect_fully`).
 """
 
+import asyncio
 import gc
 import logging
 
@@ -24,6 +34,9 @@ log = logging.getLogger(__name__)
 # generations' thresholds stay CPython's (10, 10): counted in young collections, they come as
 # many times less often.
 YOUNG_COLLECTION_EVERY = 20_000
+# How often a serving worker collects every generation: a few ended runs' copies at most
+# between two, for one walk of the heap that is not frozen (tens of milliseconds).
+FULL_COLLECTION_SECONDS = 30.0
 
 
 def settle_for_serving() -> int:
@@ -37,3 +50,11 @@ def settle_for_serving() -> int:
     frozen = gc.get_freeze_count()
     log.info("heap settled for serving: %d startup objects frozen", frozen)
     return frozen
+
+
+async def collect_fully(every: float = FULL_COLLECTION_SECONDS) -> None:
+    """Collect every generation every `every` seconds, until cancelled (while the worker
+    serves)."""
+    while True:
+        await asyncio.sleep(every)
+        gc.collect()
