@@ -69,9 +69,7 @@ class _EndedRun:
         self.me = self
 
 
-async def test_a_cycle_older_than_the_young_collections_is_freed_by_the_timed_full_collection() -> (
-    None
-):
+async def test_a_cycle_in_the_oldest_generation_is_freed_by_the_timed_full_collection() -> None:
     run = _EndedRun()
     gc.collect()  # it survives every generation's collection: it is in the oldest one now
     ended = weakref.ref(run)
