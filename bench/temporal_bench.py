@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,29 +191,32 @@ async def run_project_workers(
     client = await connect(settings)
     providers = AccountProviders(settings, db, shared=provider)
     workers = build_workers(client, settings, db, providers, senders=list(senders))
-    collecting = settle_heap()
-    running = asyncio.create_task(workers.run())
-    print("ready", flush=True)
-    await stop.wait()
-    await workers.shutdown()
-    await running
+    async with serving_heap():
+        running = asyncio.create_task(workers.run())
+        print("ready", flush=True)
+        await stop.wait()
+        await workers.shutdown()
+        await running
     await providers.aclose()
-    if collecting is not None:
-        collecting.cancel()
 
 
-def settle_heap() -> "asyncio.Task[None] | None":
-    """Set the garbage collector for serving and start its full collections, as `run_worker`
-    does (workers/heap.py), in the bench's worker processes, the bare fan-out's too: both pay
-    the same for it; returns the collections' task, to cancel when done. What a
-    --compare-with copy of the package predates is skipped."""
+@contextlib.asynccontextmanager
+async def serving_heap() -> AsyncIterator[None]:
+    """The garbage collector set for serving for the block, as `run_worker` does
+    (workers/heap.py), in the bench's worker processes, the bare fan-out's too: both pay the
+    same for it. What a --compare-with copy of the package predates is skipped."""
     try:
         from whatsapp_campaigns.workers import heap
     except ImportError:
-        return None
-    heap.settle_for_serving()
-    collect_fully = getattr(heap, "collect_fully", None)
-    return None if collect_fully is None else asyncio.create_task(collect_fully())
+        yield
+        return
+    serving = getattr(heap, "serving", None)
+    if serving is None:  # a copy from before the timed full collections
+        heap.settle_for_serving()
+        yield
+        return
+    async with serving():
+        yield
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[str]]) -> None:

@@ -27,7 +27,7 @@ from temporal_bench import (
     add_store_numbers,
     run_project_workers,
     serve_until_signalled,
-    settle_heap,
+    serving_heap,
 )
 
 from whatsapp_campaigns.domain.models import Template
@@ -107,14 +107,12 @@ async def serve_fanout(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
         )
-    collecting = settle_heap()
-    running = asyncio.gather(*(worker.run() for worker in workers))
-    print("ready", flush=True)
-    await stop.wait()
-    await asyncio.gather(*(worker.shutdown() for worker in workers))
-    await running
-    if collecting is not None:
-        collecting.cancel()
+    async with serving_heap():
+        running = asyncio.gather(*(worker.run() for worker in workers))
+        print("ready", flush=True)
+        await stop.wait()
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+        await running
 
 
 def main() -> None:

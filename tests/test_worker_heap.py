@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.engine_harness import wait_until
 from tests.servers import start_worker
 from whatsapp_campaigns.workers import heap
 
@@ -77,10 +78,7 @@ async def test_a_cycle_in_the_oldest_generation_is_freed_by_the_timed_full_colle
     gc.disable()  # only the timed collection may free it
     collecting = asyncio.create_task(heap.collect_fully(every=0.05))
     try:
-        for _ in range(100):
-            if ended() is None:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ended() is None, timeout=1.0)
     finally:
         collecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):

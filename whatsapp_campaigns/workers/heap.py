@@ -21,12 +21,14 @@ imports the workflow modules afresh for each run (classes and functions that ref
 other), and once the run continued as new or finished, its copy is garbage. Over 100,000
 messages at 16 campaigns (about a hundred runs) none was freed; in a worker that serves for
 days they would pile up to hundreds. So a full collection also comes every
-FULL_COLLECTION_SECONDS (`collect_fully`).
+FULL_COLLECTION_SECONDS (`collect_fully`), while the worker serves (`serving`).
 """
 
 import asyncio
+import contextlib
 import gc
 import logging
+from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,22 @@ def settle_for_serving() -> int:
 
 
 async def collect_fully(every: float = FULL_COLLECTION_SECONDS) -> None:
-    """Collect every generation every `every` seconds, until cancelled (while the worker
-    serves)."""
+    """Collect every generation every `every` seconds, until cancelled."""
     while True:
         await asyncio.sleep(every)
         gc.collect()
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[None]:
+    """The heap settled for serving (`settle_for_serving`), then collected fully every
+    FULL_COLLECTION_SECONDS until the block ends. Enter it once the workers are built, just
+    before they poll."""
+    settle_for_serving()
+    collecting = asyncio.create_task(collect_fully())
+    try:
+        yield
+    finally:
+        collecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collecting

@@ -149,15 +149,13 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     client = await connect(settings, runtime=make_runtime(settings.temporal_metrics_bind))
     providers = AccountProviders(settings, db)
     workers = build_workers(client, settings, db, providers)
-    heap.settle_for_serving()
-    collecting = asyncio.create_task(heap.collect_fully())
-    log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-    running = asyncio.create_task(workers.run())
-    await stop.wait()
-    log.info("shutting down: waiting for running activities to finish")
-    await workers.shutdown()
-    await running
-    collecting.cancel()
+    async with heap.serving():
+        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+        running = asyncio.create_task(workers.run())
+        await stop.wait()
+        log.info("shutting down: waiting for running activities to finish")
+        await workers.shutdown()
+        await running
     await providers.aclose()
     db.dispose()
     tracing.flush()  # the process ends with os._exit: no atexit export
